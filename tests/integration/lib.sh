@@ -1,0 +1,35 @@
+# Shared helpers for integration tests. Source this file.
+set -u
+: "${EMBER:?EMBER must point at the ember binary}"
+: "${EMBER_GUEST_DIR:?EMBER_GUEST_DIR must point at the built guests}"
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+pass() { echo "PASS: $*"; }
+
+require_kvm() {
+	if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
+		echo "SKIP: ****************************************************" >&2
+		echo "SKIP: /dev/kvm is not available; integration test skipped" >&2
+		echo "SKIP: ****************************************************" >&2
+		exit 77
+	fi
+}
+
+TMPD=$(mktemp -d /tmp/ember-test.XXXXXX)
+trap 'rm -rf "$TMPD"' EXIT
+
+# run_guest TIMEOUT_S OUTFILE ember-args... ; sets RC
+run_guest() {
+	local t=$1 out=$2; shift 2
+	set +e
+	timeout -k 5 "$t" "$EMBER" run "$@" >"$out" 2>&1 </dev/null
+	RC=$?
+	set -e
+	if [ "$RC" = 124 ] || [ "$RC" = 137 ]; then
+		cat "$out" >&2
+		fail "ember timed out after ${t}s: $*"
+	fi
+}
+
+expect_rc() { [ "$RC" = "$1" ] || { cat "$2" >&2; fail "expected exit status $1, got $RC"; }; }
+expect_log() { grep -q -- "$1" "$2" || { cat "$2" >&2; fail "missing '$1' in output"; }; }

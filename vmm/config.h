@@ -1,0 +1,31 @@
+/* The VM configuration: what the CLI (and later a JSON file) produces. */
+#ifndef EMBER_CONFIG_H
+#define EMBER_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum console_kind { CONSOLE_STDIO, CONSOLE_FILE, CONSOLE_NONE };
+enum reboot_policy { REBOOT_RESTART, REBOOT_EXIT };
+enum cpu_model { CPU_MODEL_HOST, CPU_MODEL_BASELINE };
+
+#define CONFIG_MAX_DISKS 8
+
+struct vm_config {
+	const char *kernel;	/* NULL: the embedded demo guest */
+	const char *initrd;
+	const char *cmdline;
+	unsigned cpus;
+	uint64_t memory;
+	enum console_kind console;
+	const char *console_path;
+	enum reboot_policy on_reboot;
+	enum cpu_model cpu_model;
+	bool hugepages;
+	bool test_device;	/* the test-only MMIO sink used by test guests */
+	const char *api_sock;
+};
+
+void config_defaults(struct vm_config *cfg);
+
+#endif

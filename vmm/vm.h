@@ -1,0 +1,96 @@
+/* The machine: guest memory, buses, irqchip, vCPUs and devices, plus the
+ * run state shared by vCPU threads and the main event loop. */
+#ifndef EMBER_VM_H
+#define EMBER_VM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vmm/bus.h"
+#include "vmm/config.h"
+#include "vmm/guest_mem.h"
+#include "irqchip/irqchip.h"
+
+struct kvm_vm;
+struct vcpu;
+struct evloop;
+
+enum vm_state {
+	VM_STATE_CREATED,
+	VM_STATE_RUNNING,
+	VM_STATE_PAUSED,
+	VM_STATE_STOPPING,	/* vCPUs are leaving their loops */
+	VM_STATE_STOPPED,
+};
+
+/* Why the VM stopped or wants to change state; recorded by whoever asks. */
+enum vm_request {
+	VM_REQ_NONE = 0,
+	VM_REQ_RESET,		/* i8042 0xFE, ACPI reset, triple fault (restart) */
+	VM_REQ_POWEROFF,	/* ACPI S5: exit 0 */
+	VM_REQ_EXIT,		/* isa-debug-exit: exit with vm->exit_status */
+	VM_REQ_ERROR,		/* emulation failure or fatal host error */
+	VM_REQ_QUIT,		/* host asked to quit */
+};
+
+struct vm_device_inst {
+	struct device_desc *desc;
+	void *state;
+};
+
+struct vm {
+	const struct vm_config *cfg;
+	struct kvm_vm *kvm;
+	struct guest_mem mem;
+	struct bus pio_bus;
+	struct bus mmio_bus;
+	struct irqchip irqchip;
+
+	struct vcpu **vcpus;
+	unsigned nr_vcpus;
+
+	struct vm_device_inst *devices;
+	unsigned nr_devices;
+
+	/* Boot information filled by the loader, used on reset. */
+	uint64_t entry_point;
+	uint64_t boot_info_gpa;	/* PVH hvm_start_info, or boot_params */
+	bool boot_64bit;	/* bzImage 64-bit entry vs PVH 32-bit entry */
+
+	/* Run state. lock protects everything below. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	enum vm_state state;
+	enum vm_request request;
+	const char *request_cause;
+	int exit_status;
+	unsigned vcpus_paused;	/* vCPUs parked in the pause wait */
+	unsigned vcpus_exited;
+	int request_efd;	/* eventfd: wakes the main loop on a request */
+
+	uint64_t reset_count;
+	struct evloop *loop;
+};
+
+int vm_create(struct vm *vm, const struct vm_config *cfg)
+	__attribute__((warn_unused_result));
+/* Run until the guest or host ends the VM; returns the process exit status. */
+int vm_run(struct vm *vm);
+void vm_destroy(struct vm *vm);
+
+/* Called from any thread (vCPU or device). The main loop acts on them. */
+void vm_request_reset(struct vm *vm, const char *cause);
+void vm_request_poweroff(struct vm *vm, const char *cause);
+void vm_request_exit(struct vm *vm, int status, const char *cause);
+void vm_request_error(struct vm *vm, const char *cause);
+void vm_request_quit(struct vm *vm, const char *cause);
+
+/* Pause / resume all vCPUs (blocking until they are parked). */
+int vm_pause(struct vm *vm);
+int vm_resume(struct vm *vm);
+
+/* Find a realized device's state by name (NULL if absent or disabled). */
+void *vm_device_state(struct vm *vm, const char *name);
+
+#endif
