@@ -1,0 +1,232 @@
+#include "vmm/guest_mem.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "vmm/log.h"
+
+#ifndef MFD_HUGETLB
+#define MFD_HUGETLB 0x0004U
+#endif
+
+static int gm_push_region(struct guest_mem *gm, uint64_t gpa, uint64_t size,
+			  void *hva, uint64_t fd_offset)
+{
+	struct gm_region *prev;
+
+	if (size == 0 || gpa + size < gpa || gm->nr >= GM_MAX_REGIONS)
+		return -EINVAL;
+	if (gm->nr) {
+		prev = &gm->regions[gm->nr - 1];
+		if (gpa < prev->gpa + prev->size)
+			return -EINVAL;	/* out of order or overlapping */
+	}
+	gm->regions[gm->nr++] = (struct gm_region){
+		.gpa = gpa, .size = size, .hva = hva, .fd_offset = fd_offset,
+	};
+	return 0;
+}
+
+int gm_add_region(struct guest_mem *gm, uint64_t gpa, uint64_t size, void *hva)
+{
+	if (gm->nr == 0)
+		gm->memfd = -1;
+	int ret = gm_push_region(gm, gpa, size, hva, 0);
+	if (!ret)
+		gm->ram_size += size;
+	return ret;
+}
+
+int gm_init(struct guest_mem *gm, uint64_t ram_size, bool hugepages)
+{
+	uint64_t low, high, align = hugepages ? (2ULL << 20) : 4096;
+	unsigned flags = MFD_CLOEXEC;
+	int ret;
+
+	memset(gm, 0, sizeof(*gm));
+	gm->memfd = -1;
+	if (ram_size < (1ULL << 20) || ram_size % align)
+		return -EINVAL;
+	if (hugepages)
+		flags |= MFD_HUGETLB;
+
+	gm->memfd = memfd_create("ember-guest-ram", flags);
+	if (gm->memfd < 0)
+		return -errno;
+	if (ftruncate(gm->memfd, (off_t)ram_size) < 0) {
+		ret = -errno;
+		goto err_close;
+	}
+	gm->map = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
+		       gm->memfd, 0);
+	if (gm->map == MAP_FAILED) {
+		ret = -errno;
+		gm->map = NULL;
+		goto err_close;
+	}
+	gm->map_size = ram_size;
+	gm->hugepages = hugepages;
+	/* Guest RAM is not worth dumping and must not be inherited. */
+	madvise(gm->map, ram_size, MADV_DONTDUMP);
+	madvise(gm->map, ram_size, MADV_DONTFORK);
+
+	low = ram_size < GM_MMIO_HOLE_START ? ram_size : GM_MMIO_HOLE_START;
+	high = ram_size - low;
+	ret = gm_push_region(gm, 0, low, gm->map, 0);
+	if (!ret && high)
+		ret = gm_push_region(gm, GM_MMIO_HOLE_END, high, (uint8_t *)gm->map + low, low);
+	if (ret)
+		goto err_unmap;
+	gm->ram_size = ram_size;
+	return 0;
+
+err_unmap:
+	munmap(gm->map, ram_size);
+	gm->map = NULL;
+err_close:
+	close(gm->memfd);
+	gm->memfd = -1;
+	return ret;
+}
+
+void gm_destroy(struct guest_mem *gm)
+{
+	if (gm->map)
+		munmap(gm->map, gm->map_size);
+	if (gm->memfd >= 0)
+		close(gm->memfd);
+	memset(gm, 0, sizeof(*gm));
+	gm->memfd = -1;
+}
+
+/* Region containing gpa, by binary search; NULL if none. */
+static const struct gm_region *gm_find(const struct guest_mem *gm, uint64_t gpa)
+{
+	unsigned lo = 0, hi = gm->nr;
+
+	while (lo < hi) {
+		unsigned mid = lo + (hi - lo) / 2;
+		const struct gm_region *r = &gm->regions[mid];
+
+		if (gpa < r->gpa)
+			hi = mid;
+		else if (gpa - r->gpa >= r->size)
+			lo = mid + 1;
+		else
+			return r;
+	}
+	return NULL;
+}
+
+void *gm_ptr(const struct guest_mem *gm, uint64_t gpa, uint64_t len)
+{
+	const struct gm_region *r;
+	uint64_t off;
+
+	if (len == 0 || gpa + len < gpa)
+		return NULL;
+	r = gm_find(gm, gpa);
+	if (!r)
+		return NULL;
+	off = gpa - r->gpa;
+	if (len > r->size - off)
+		return NULL;
+	return r->hva + off;
+}
+
+bool gm_range_valid(const struct guest_mem *gm, uint64_t gpa, uint64_t len)
+{
+	return gm_ptr(gm, gpa, len) != NULL;
+}
+
+/* Walk [gpa, gpa+len) region by region; fn gets each host piece. */
+static int gm_walk(const struct guest_mem *gm, uint64_t gpa, size_t len,
+		   void (*fn)(uint8_t *hva, size_t n, size_t done, void *arg), void *arg)
+{
+	size_t done = 0;
+
+	if (gpa + len < gpa)
+		return -EFAULT;
+	while (done < len) {
+		const struct gm_region *r = gm_find(gm, gpa + done);
+		uint64_t off, n;
+
+		if (!r)
+			return -EFAULT;
+		off = gpa + done - r->gpa;
+		n = r->size - off;
+		if (n > len - done)
+			n = len - done;
+		/* Only test that the rest is backed before touching anything. */
+		if (fn)
+			fn(r->hva + off, n, done, arg);
+		done += n;
+	}
+	return 0;
+}
+
+static void copy_out(uint8_t *hva, size_t n, size_t done, void *arg)
+{
+	memcpy((uint8_t *)arg + done, hva, n);
+}
+
+static void copy_in(uint8_t *hva, size_t n, size_t done, void *arg)
+{
+	memcpy(hva, (const uint8_t *)arg + done, n);
+}
+
+static void fill(uint8_t *hva, size_t n, size_t done, void *arg)
+{
+	(void)done;
+	memset(hva, *(int *)arg, n);
+}
+
+int gm_read(const struct guest_mem *gm, uint64_t gpa, void *dst, size_t len)
+{
+	int ret = gm_walk(gm, gpa, len, NULL, NULL);
+
+	return ret ? ret : gm_walk(gm, gpa, len, copy_out, dst);
+}
+
+int gm_write(const struct guest_mem *gm, uint64_t gpa, const void *src, size_t len)
+{
+	int ret = gm_walk(gm, gpa, len, NULL, NULL);
+
+	return ret ? ret : gm_walk(gm, gpa, len, copy_in, (void *)src);
+}
+
+int gm_fill(const struct guest_mem *gm, uint64_t gpa, int byte, size_t len)
+{
+	int ret = gm_walk(gm, gpa, len, NULL, NULL);
+
+	return ret ? ret : gm_walk(gm, gpa, len, fill, &byte);
+}
+
+uint64_t gm_low_ram_end(const struct guest_mem *gm)
+{
+	return gm->nr ? gm->regions[0].gpa + gm->regions[0].size : 0;
+}
+
+uint64_t gm_ram_end(const struct guest_mem *gm)
+{
+	const struct gm_region *r;
+
+	if (!gm->nr)
+		return 0;
+	r = &gm->regions[gm->nr - 1];
+	return r->gpa + r->size;
+}
+
+int gm_zero_all(struct guest_mem *gm)
+{
+	if (gm->memfd >= 0 &&
+	    fallocate(gm->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
+		      (off_t)gm->map_size) == 0)
+		return 0;
+	for (unsigned i = 0; i < gm->nr; i++)
+		memset(gm->regions[i].hva, 0, gm->regions[i].size);
+	return 0;
+}
