@@ -312,6 +312,7 @@ VCPU_IOCTL(kvm_get_lapic, KVM_GET_LAPIC, struct kvm_lapic_state *)
 VCPU_IOCTL(kvm_set_lapic, KVM_SET_LAPIC, const struct kvm_lapic_state *)
 VCPU_IOCTL(kvm_get_mp_state, KVM_GET_MP_STATE, struct kvm_mp_state *)
 VCPU_IOCTL(kvm_set_mp_state, KVM_SET_MP_STATE, const struct kvm_mp_state *)
+VCPU_IOCTL(kvm_translate, KVM_TRANSLATE, struct kvm_translation *)
 VCPU_IOCTL(kvm_get_vcpu_events, KVM_GET_VCPU_EVENTS, struct kvm_vcpu_events *)
 VCPU_IOCTL(kvm_set_vcpu_events, KVM_SET_VCPU_EVENTS, const struct kvm_vcpu_events *)
 

@@ -71,6 +71,7 @@ int kvm_get_lapic(struct kvm_vcpu_fd *v, struct kvm_lapic_state *lapic);
 int kvm_set_lapic(struct kvm_vcpu_fd *v, const struct kvm_lapic_state *lapic);
 int kvm_get_mp_state(struct kvm_vcpu_fd *v, struct kvm_mp_state *mp);
 int kvm_set_mp_state(struct kvm_vcpu_fd *v, const struct kvm_mp_state *mp);
+int kvm_translate(struct kvm_vcpu_fd *v, struct kvm_translation *tr);
 int kvm_get_vcpu_events(struct kvm_vcpu_fd *v, struct kvm_vcpu_events *ev);
 int kvm_set_vcpu_events(struct kvm_vcpu_fd *v, const struct kvm_vcpu_events *ev);
 

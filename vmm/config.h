@@ -12,7 +12,9 @@ enum cpu_model { CPU_MODEL_HOST, CPU_MODEL_BASELINE };
 #define CONFIG_MAX_DISKS 8
 
 struct vm_config {
-	const char *kernel;	/* NULL: the embedded demo guest */
+	const char *kernel;	/* NULL: boot kernel_image (the embedded demo) */
+	const uint8_t *kernel_image;
+	size_t kernel_image_size;
 	const char *initrd;
 	const char *cmdline;
 	unsigned cpus;
@@ -24,6 +26,11 @@ struct vm_config {
 	bool hugepages;
 	bool test_device;	/* the test-only MMIO sink used by test guests */
 	const char *api_sock;
+	int api_sock_fd;	/* socket-activated listener (LISTEN_FDS), or -1 */
+	unsigned shutdown_timeout_s;	/* SIGTERM: power button, then quit after this */
+	/* --disk option strings, parsed by the virtio-blk device. */
+	const char *disks[CONFIG_MAX_DISKS];
+	unsigned nr_disks;
 };
 
 void config_defaults(struct vm_config *cfg);

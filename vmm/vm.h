@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "vmm/boot/boot.h"
 #include "vmm/bus.h"
 #include "vmm/config.h"
 #include "vmm/guest_mem.h"
@@ -32,6 +33,7 @@ enum vm_request {
 	VM_REQ_EXIT,		/* isa-debug-exit: exit with vm->exit_status */
 	VM_REQ_ERROR,		/* emulation failure or fatal host error */
 	VM_REQ_QUIT,		/* host asked to quit */
+	VM_REQ_PANIC,		/* triple fault or guest crash report */
 };
 
 struct vm_device_inst {
@@ -53,10 +55,17 @@ struct vm {
 	struct vm_device_inst *devices;
 	unsigned nr_devices;
 
-	/* Boot information filled by the loader, used on reset. */
-	uint64_t entry_point;
-	uint64_t boot_info_gpa;	/* PVH hvm_start_info, or boot_params */
-	bool boot_64bit;	/* bzImage 64-bit entry vs PVH 32-bit entry */
+	/* The kernel and initrd images, kept mapped so a reset can reload. */
+	const uint8_t *kernel_img;
+	size_t kernel_size;
+	bool kernel_mapped;	/* false: embedded demo guest */
+	const uint8_t *initrd_img;
+	size_t initrd_size;
+	struct boot_info boot;
+
+	/* KVM's coalesced MMIO/PIO ring, one per VM. */
+	struct kvm_coalesced_mmio_ring *coalesced_ring;
+	pthread_mutex_t coalesced_lock;
 
 	/* Run state. lock protects everything below. */
 	pthread_mutex_t lock;
@@ -69,7 +78,7 @@ struct vm {
 	unsigned vcpus_exited;
 	int request_efd;	/* eventfd: wakes the main loop on a request */
 
-	uint64_t reset_count;
+	uint64_t reset_gen;	/* bumped on every VM reset */
 	struct evloop *loop;
 };
 
@@ -85,6 +94,7 @@ void vm_request_poweroff(struct vm *vm, const char *cause);
 void vm_request_exit(struct vm *vm, int status, const char *cause);
 void vm_request_error(struct vm *vm, const char *cause);
 void vm_request_quit(struct vm *vm, const char *cause);
+void vm_request_panic(struct vm *vm, const char *cause);
 
 /* Pause / resume all vCPUs (blocking until they are parked). */
 int vm_pause(struct vm *vm);

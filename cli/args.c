@@ -1,0 +1,236 @@
+#include "cli/args.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+void config_defaults(struct vm_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->cpus = 1;
+	cfg->memory = 128ULL << 20;
+	cfg->console = CONSOLE_STDIO;
+	cfg->on_reboot = REBOOT_RESTART;
+	cfg->cpu_model = CPU_MODEL_HOST;
+	cfg->api_sock_fd = -1;
+	cfg->shutdown_timeout_s = 30;
+}
+
+int parse_size(const char *s, uint64_t *out)
+{
+	unsigned long long v;
+	uint64_t mult = 1ULL << 20;
+	char *end;
+
+	if (!s || !*s || *s == '-' || *s == '+')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -EINVAL;
+	if (*end) {
+		switch (*end) {
+		case 'k': case 'K': mult = 1ULL << 10; break;
+		case 'm': case 'M': mult = 1ULL << 20; break;
+		case 'g': case 'G': mult = 1ULL << 30; break;
+		default: return -EINVAL;
+		}
+		end++;
+		if (*end == 'i' && end[1] == 'B')
+			end += 2;
+		else if (*end == 'B')
+			end++;
+		if (*end)
+			return -EINVAL;
+	}
+	if (v > UINT64_MAX / mult)
+		return -EINVAL;
+	*out = v * mult;
+	return 0;
+}
+
+static int parse_uint(const char *s, unsigned max, unsigned *out)
+{
+	unsigned long v;
+	char *end;
+
+	if (!s || !*s || *s == '-' || *s == '+')
+		return -EINVAL;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || v > max)
+		return -EINVAL;
+	*out = (unsigned)v;
+	return 0;
+}
+
+void args_usage(FILE *out)
+{
+	fprintf(out,
+		"usage: ember run [options]        boot a VM (the demo guest without --kernel)\n"
+		"       ember ctl SOCKET COMMAND [key=value ...] | ember ctl SOCKET --events\n"
+		"       ember --help | --version\n"
+		"\n"
+		"run options:\n"
+		"  --kernel FILE            bzImage, or ELF with a PVH note (default: built-in demo)\n"
+		"  --initrd FILE            initial ramdisk\n"
+		"  --cmdline STR            kernel command line\n"
+		"  --cpus N                 vCPUs (default 1)\n"
+		"  --memory SIZE            RAM, with K/M/G suffix; bare numbers are MiB (default 128M)\n"
+		"  --console stdio|file:PATH|none   serial console backend (default stdio)\n"
+		"  --on-reboot restart|exit what a guest reboot or triple fault does (default restart)\n"
+		"  --cpu-model host|baseline  CPUID model (default host)\n"
+		"  --disk path=FILE[,readonly=on][,serial=ID][,aio=io_uring|native|threads][,cache=none|writeback]\n"
+		"  --api-sock PATH          QMP control socket\n"
+		"  --config FILE            JSON VM config; flags override it\n"
+		"  --shutdown-timeout SECS  on SIGTERM, wait this long after the power button (default 30)\n"
+		"  --hugepages              back RAM with 2 MiB hugepages\n"
+		"  --test-device            the MMIO test device used by test guests\n");
+}
+
+enum {
+	OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_CONSOLE,
+	OPT_ON_REBOOT, OPT_CPU_MODEL, OPT_DISK, OPT_API_SOCK, OPT_CONFIG, OPT_HUGEPAGES,
+	OPT_TEST_DEVICE, OPT_SHUTDOWN_TIMEOUT, OPT_HELP,
+};
+
+static const struct option run_options[] = {
+	{ "kernel", required_argument, NULL, OPT_KERNEL },
+	{ "initrd", required_argument, NULL, OPT_INITRD },
+	{ "cmdline", required_argument, NULL, OPT_CMDLINE },
+	{ "cpus", required_argument, NULL, OPT_CPUS },
+	{ "memory", required_argument, NULL, OPT_MEMORY },
+	{ "console", required_argument, NULL, OPT_CONSOLE },
+	{ "on-reboot", required_argument, NULL, OPT_ON_REBOOT },
+	{ "cpu-model", required_argument, NULL, OPT_CPU_MODEL },
+	{ "disk", required_argument, NULL, OPT_DISK },
+	{ "api-sock", required_argument, NULL, OPT_API_SOCK },
+	{ "config", required_argument, NULL, OPT_CONFIG },
+	{ "shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT },
+	{ "hugepages", no_argument, NULL, OPT_HUGEPAGES },
+	{ "test-device", no_argument, NULL, OPT_TEST_DEVICE },
+	{ "help", no_argument, NULL, OPT_HELP },
+	{ NULL, 0, NULL, 0 },
+};
+
+const char *args_find_config(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0)
+			break;
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+			return argv[i + 1];
+		if (strncmp(argv[i], "--config=", 9) == 0)
+			return argv[i] + 9;
+	}
+	return NULL;
+}
+
+#define bad(...) do { snprintf(err, errlen, __VA_ARGS__); ret = -EINVAL; goto out; } while (0)
+
+int args_parse_run(int argc, char **argv, struct vm_config *cfg, char *err, size_t errlen)
+{
+	int opt, ret = 0;
+	uint64_t size;
+
+	optind = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":", run_options, NULL)) != -1) {
+		switch (opt) {
+		case OPT_KERNEL:
+			cfg->kernel = optarg;
+			break;
+		case OPT_INITRD:
+			cfg->initrd = optarg;
+			break;
+		case OPT_CMDLINE:
+			cfg->cmdline = optarg;
+			break;
+		case OPT_CPUS:
+			if (parse_uint(optarg, 1024, &cfg->cpus) || cfg->cpus == 0)
+				bad("--cpus: '%s' is not a vCPU count from 1 to 1024", optarg);
+			break;
+		case OPT_MEMORY:
+			if (parse_size(optarg, &size))
+				bad("--memory: '%s' is not a size (e.g. 512M, 2G)", optarg);
+			if (size < (16ULL << 20))
+				bad("--memory: %s is too small (minimum 16M)", optarg);
+			if (size % 4096)
+				bad("--memory: %s is not a multiple of 4 KiB", optarg);
+			if (size > (1ULL << 40))
+				bad("--memory: %s is larger than 1 TiB", optarg);
+			cfg->memory = size;
+			break;
+		case OPT_CONSOLE:
+			if (strcmp(optarg, "stdio") == 0) {
+				cfg->console = CONSOLE_STDIO;
+			} else if (strcmp(optarg, "none") == 0) {
+				cfg->console = CONSOLE_NONE;
+			} else if (strncmp(optarg, "file:", 5) == 0 && optarg[5]) {
+				cfg->console = CONSOLE_FILE;
+				cfg->console_path = optarg + 5;
+			} else {
+				bad("--console: '%s' is not stdio, none or file:PATH", optarg);
+			}
+			break;
+		case OPT_ON_REBOOT:
+			if (strcmp(optarg, "restart") == 0)
+				cfg->on_reboot = REBOOT_RESTART;
+			else if (strcmp(optarg, "exit") == 0)
+				cfg->on_reboot = REBOOT_EXIT;
+			else
+				bad("--on-reboot: '%s' is not restart or exit", optarg);
+			break;
+		case OPT_CPU_MODEL:
+			if (strcmp(optarg, "host") == 0)
+				cfg->cpu_model = CPU_MODEL_HOST;
+			else if (strcmp(optarg, "baseline") == 0)
+				cfg->cpu_model = CPU_MODEL_BASELINE;
+			else
+				bad("--cpu-model: '%s' is not host or baseline", optarg);
+			break;
+		case OPT_DISK:
+			if (cfg->nr_disks >= CONFIG_MAX_DISKS)
+				bad("--disk: at most %d disks", CONFIG_MAX_DISKS);
+			cfg->disks[cfg->nr_disks++] = optarg;
+			break;
+		case OPT_API_SOCK:
+			if (!*optarg)
+				bad("--api-sock: empty path");
+			cfg->api_sock = optarg;
+			break;
+		case OPT_CONFIG:
+			break;	/* loaded before flags by the caller */
+		case OPT_SHUTDOWN_TIMEOUT:
+			if (parse_uint(optarg, 86400, &cfg->shutdown_timeout_s))
+				bad("--shutdown-timeout: '%s' is not a number of seconds", optarg);
+			break;
+		case OPT_HUGEPAGES:
+			cfg->hugepages = true;
+			break;
+		case OPT_TEST_DEVICE:
+			cfg->test_device = true;
+			break;
+		case OPT_HELP:
+			args_usage(stdout);
+			ret = 1;
+			goto out;
+		case ':':
+			bad("%s: missing value", argv[optind - 1]);
+		default:
+			bad("unknown option '%s' (see ember --help)", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		bad("unexpected argument '%s' (see ember --help)", argv[optind]);
+	if (cfg->hugepages && cfg->memory % (2ULL << 20))
+		bad("--hugepages needs --memory in whole 2 MiB pages");
+	if (cfg->initrd && !cfg->kernel)
+		bad("--initrd needs --kernel");
+out:
+	return ret;
+}

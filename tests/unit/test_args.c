@@ -1,0 +1,143 @@
+#include <check.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+
+#include "cli/args.h"
+
+static int parse(struct vm_config *cfg, char *err, const char *a0, ...)
+{
+	char *argv[32];
+	int argc = 0;
+	va_list ap;
+	const char *s;
+
+	config_defaults(cfg);
+	argv[argc++] = (char *)"run";
+	va_start(ap, a0);
+	for (s = a0; s; s = va_arg(ap, const char *))
+		argv[argc++] = (char *)s;
+	va_end(ap);
+	argv[argc] = NULL;
+	return args_parse_run(argc, argv, cfg, err, 256);
+}
+
+START_TEST(test_sizes)
+{
+	uint64_t v;
+
+	ck_assert_int_eq(parse_size("128", &v), 0);
+	ck_assert_uint_eq(v, 128ULL << 20);
+	ck_assert_int_eq(parse_size("4K", &v), 0);
+	ck_assert_uint_eq(v, 4096);
+	ck_assert_int_eq(parse_size("512M", &v), 0);
+	ck_assert_uint_eq(v, 512ULL << 20);
+	ck_assert_int_eq(parse_size("2G", &v), 0);
+	ck_assert_uint_eq(v, 2ULL << 30);
+	ck_assert_int_eq(parse_size("1GiB", &v), 0);
+	ck_assert_uint_eq(v, 1ULL << 30);
+	ck_assert_int_eq(parse_size("", &v), -EINVAL);
+	ck_assert_int_eq(parse_size("-1G", &v), -EINVAL);
+	ck_assert_int_eq(parse_size("12X", &v), -EINVAL);
+	ck_assert_int_eq(parse_size("1G5", &v), -EINVAL);
+	ck_assert_int_eq(parse_size("99999999999999999999", &v), -EINVAL);
+	ck_assert_int_eq(parse_size("17179869184G", &v), -EINVAL);	/* overflow */
+}
+END_TEST
+
+START_TEST(test_good_run)
+{
+	struct vm_config c;
+	char err[256];
+
+	ck_assert_int_eq(parse(&c, err, "--kernel", "k", "--initrd", "i", "--cmdline",
+			       "console=ttyS0", "--cpus", "2", "--memory", "256M", "--console",
+			       "file:/tmp/x", "--on-reboot", "exit", "--cpu-model", "baseline",
+			       "--disk", "path=a.img", "--api-sock", "/tmp/s", NULL), 0);
+	ck_assert_str_eq(c.kernel, "k");
+	ck_assert_str_eq(c.initrd, "i");
+	ck_assert_str_eq(c.cmdline, "console=ttyS0");
+	ck_assert_uint_eq(c.cpus, 2);
+	ck_assert_uint_eq(c.memory, 256ULL << 20);
+	ck_assert_int_eq(c.console, CONSOLE_FILE);
+	ck_assert_str_eq(c.console_path, "/tmp/x");
+	ck_assert_int_eq(c.on_reboot, REBOOT_EXIT);
+	ck_assert_int_eq(c.cpu_model, CPU_MODEL_BASELINE);
+	ck_assert_uint_eq(c.nr_disks, 1);
+	ck_assert_str_eq(c.api_sock, "/tmp/s");
+}
+END_TEST
+
+START_TEST(test_defaults)
+{
+	struct vm_config c;
+	char err[256];
+
+	ck_assert_int_eq(parse(&c, err, NULL), 0);
+	ck_assert_ptr_null(c.kernel);
+	ck_assert_uint_eq(c.cpus, 1);
+	ck_assert_uint_eq(c.memory, 128ULL << 20);
+	ck_assert_int_eq(c.console, CONSOLE_STDIO);
+	ck_assert_int_eq(c.on_reboot, REBOOT_RESTART);
+}
+END_TEST
+
+static void expect_bad(const char *needle, const char *a, const char *b)
+{
+	struct vm_config c;
+	char err[256] = "";
+
+	ck_assert_int_eq(parse(&c, err, a, b, NULL), -EINVAL);
+	ck_assert_msg(strstr(err, needle), "error '%s' lacks '%s'", err, needle);
+	ck_assert_ptr_null(strchr(err, '\n'));
+}
+
+START_TEST(test_bad_flags)
+{
+	expect_bad("--cpus", "--cpus", "0");
+	expect_bad("--cpus", "--cpus", "two");
+	expect_bad("--cpus", "--cpus", "-1");
+	expect_bad("--memory", "--memory", "lots");
+	expect_bad("--memory", "--memory", "1M");
+	expect_bad("--memory", "--memory", "100000G");
+	expect_bad("--console", "--console", "tty");
+	expect_bad("--console", "--console", "file:");
+	expect_bad("--on-reboot", "--on-reboot", "maybe");
+	expect_bad("--cpu-model", "--cpu-model", "epyc");
+	expect_bad("unknown option '--frobnicate'", "--frobnicate", NULL);
+	expect_bad("missing value", "--kernel", NULL);
+	expect_bad("unexpected argument 'extra'", "extra", NULL);
+	expect_bad("--initrd needs --kernel", "--initrd", "x");
+}
+END_TEST
+
+START_TEST(test_config_lookup)
+{
+	char *argv[] = { "run", "--cpus", "2", "--config", "vm.json", NULL };
+	char *argv2[] = { "run", "--config=x.json", NULL };
+
+	ck_assert_str_eq(args_find_config(5, argv), "vm.json");
+	ck_assert_str_eq(args_find_config(2, argv2), "x.json");
+	ck_assert_ptr_null(args_find_config(3, argv));
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("args");
+	TCase *tc = tcase_create("core");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_test(tc, test_sizes);
+	tcase_add_test(tc, test_good_run);
+	tcase_add_test(tc, test_defaults);
+	tcase_add_test(tc, test_bad_flags);
+	tcase_add_test(tc, test_config_lookup);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}

@@ -1,0 +1,58 @@
+/* vCPU threads: one per vCPU, each a KVM_RUN loop. */
+#ifndef EMBER_VCPU_H
+#define EMBER_VCPU_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "accel/kvm.h"
+#include "vmm/exit.h"
+
+struct vm;
+struct boot_info;
+
+/* Per-reason exit counters (index by KVM exit reason, clamped). */
+#define VCPU_EXIT_COUNTERS 64
+
+struct vcpu_power_on_state {
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	struct kvm_lapic_state lapic;
+	struct kvm_mp_state mp_state;
+};
+
+struct vcpu {
+	struct vm *vm;
+	unsigned index;
+	struct kvm_vcpu_fd kfd;
+	pthread_t thread;
+	bool thread_started;
+	pid_t tid;
+	uint64_t reset_gen;	/* VM reset generation this vCPU has applied */
+	struct vcpu_power_on_state *power_on;
+	uint64_t exits[VCPU_EXIT_COUNTERS];
+	uint64_t pio_exits, mmio_exits, intr_exits;
+};
+
+int vcpu_create(struct vm *vm, unsigned index, struct vcpu **out)
+	__attribute__((warn_unused_result));
+void vcpu_destroy(struct vcpu *vcpu);
+int vcpu_start(struct vcpu *vcpu) __attribute__((warn_unused_result));
+void vcpu_join(struct vcpu *vcpu);
+/* Interrupt KVM_RUN (or the next entry) so the thread sees a state change. */
+void vcpu_kick(struct vcpu *vcpu);
+
+/* Install the kick signal handler; once per process, before any vCPU runs. */
+int vcpu_signal_init(void);
+
+/* Set up the boot vCPU's registers for the loaded kernel. */
+int vcpu_setup_boot(struct vcpu *vcpu, const struct boot_info *bi);
+/* Back to the power-on state captured at creation (used on VM reset). */
+int vcpu_reset(struct vcpu *vcpu);
+
+/* Drain the VM's coalesced MMIO/PIO ring into the buses. Thread-safe. */
+void vcpu_drain_coalesced(struct vm *vm);
+
+#endif

@@ -1,0 +1,596 @@
+#include "vmm/vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "accel/kvm.h"
+#include "devices/device.h"
+#include "vmm/acpi/acpi.h"
+#include "vmm/evloop.h"
+#include "vmm/log.h"
+#include "vmm/vcpu.h"
+
+/* Exit statuses (documented in the README). */
+#define EXIT_STATUS_OK 0
+#define EXIT_STATUS_PANIC 2
+#define EXIT_STATUS_ERROR 4
+
+/* KVM's private pages for VMX real mode, placed at the top of the hole
+ * like other VMMs do. */
+#define KVM_IDENTITY_MAP_ADDR 0xFFFBC000ULL
+#define KVM_TSS_ADDR 0xFFFBD000ULL
+
+static struct vm_device_inst *vm_find_device(struct vm *vm, const char *name)
+{
+	for (unsigned i = 0; i < vm->nr_devices; i++)
+		if (strcmp(vm->devices[i].desc->name, name) == 0)
+			return &vm->devices[i];
+	return NULL;
+}
+
+void *vm_device_state(struct vm *vm, const char *name)
+{
+	struct vm_device_inst *d = vm_find_device(vm, name);
+
+	return d ? d->state : NULL;
+}
+
+static int map_file(const char *what, const char *path, const uint8_t **data, size_t *size)
+{
+	struct stat st;
+	void *p;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		log_err("%s '%s': %s", what, path, strerror(errno));
+		return -errno;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size == 0) {
+		log_err("%s '%s': not a non-empty regular file", what, path);
+		close(fd);
+		return -EINVAL;
+	}
+	p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED) {
+		log_err("%s '%s': mmap: %s", what, path, strerror(errno));
+		return -errno;
+	}
+	*data = p;
+	*size = (size_t)st.st_size;
+	return 0;
+}
+
+/* Write ACPI, the boot GDT and the kernel into guest memory. Used at
+ * creation and after every reset (memory is zeroed then). */
+static int vm_load_guest(struct vm *vm)
+{
+	struct boot_params_in in = {
+		.kernel = vm->kernel_img,
+		.kernel_size = vm->kernel_size,
+		.initrd = vm->initrd_img,
+		.initrd_size = vm->initrd_size,
+		.cmdline = vm->cfg->cmdline,
+	};
+	struct acpi_build_ctx actx = { .nr_cpus = vm->nr_vcpus, .vm = vm };
+	char err[256] = "";
+	int ret;
+
+	ret = acpi_build(&vm->mem, &actx, &in.rsdp_addr);
+	if (ret) {
+		log_err("cannot build ACPI tables: %s", strerror(-ret));
+		return ret;
+	}
+	ret = boot_write_gdt(&vm->mem);
+	if (ret) {
+		log_err("cannot write the boot GDT: %s", strerror(-ret));
+		return ret;
+	}
+	if (bzimage_is_bzimage(vm->kernel_img, vm->kernel_size)) {
+		ret = boot_write_identity_tables(&vm->mem);
+		if (!ret)
+			ret = bzimage_load(&vm->mem, &in, &vm->boot, err, sizeof(err));
+	} else if (pvh_is_elf(vm->kernel_img, vm->kernel_size)) {
+		ret = pvh_load(&vm->mem, &in, &vm->boot, err, sizeof(err));
+	} else {
+		snprintf(err, sizeof(err), "kernel: neither a bzImage nor an ELF image");
+		ret = -EINVAL;
+	}
+	if (ret) {
+		log_err("%s", err[0] ? err : strerror(-ret));
+		return ret;
+	}
+	return 0;
+}
+
+static int vm_realize_devices(struct vm *vm)
+{
+	unsigned n = 0;
+	int ret;
+
+	for (struct device_desc *d = device_list(); d; d = d->next)
+		n++;
+	vm->devices = calloc(n ? n : 1, sizeof(*vm->devices));
+	if (!vm->devices)
+		return -ENOMEM;
+	for (struct device_desc *d = device_list(); d; d = d->next) {
+		void *state = NULL;
+
+		ret = d->realize(vm, &state);
+		if (ret) {
+			log_err("device %s: %s", d->name, strerror(-ret));
+			return ret;
+		}
+		vm->devices[vm->nr_devices++] = (struct vm_device_inst){ d, state };
+	}
+	return 0;
+}
+
+static void vm_destroy_devices(struct vm *vm)
+{
+	/* Reverse order: later levels may depend on earlier ones. */
+	for (unsigned i = vm->nr_devices; i-- > 0;) {
+		struct vm_device_inst *d = &vm->devices[i];
+
+		if (d->state && d->desc->destroy)
+			d->desc->destroy(d->state);
+	}
+	free(vm->devices);
+	vm->devices = NULL;
+	vm->nr_devices = 0;
+}
+
+int vm_create(struct vm *vm, const struct vm_config *cfg)
+{
+	char err[256];
+	int ret;
+
+	memset(vm, 0, sizeof(*vm));
+	vm->cfg = cfg;
+	vm->request_efd = -1;
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_cond_init(&vm->cond, NULL);
+	pthread_mutex_init(&vm->coalesced_lock, NULL);
+	vm->state = VM_STATE_CREATED;
+
+	vm->kvm = calloc(1, sizeof(*vm->kvm));
+	if (!vm->kvm)
+		return -ENOMEM;
+	vm->kvm->sys_fd = vm->kvm->vm_fd = -1;
+
+	if (cfg->kernel) {
+		ret = map_file("kernel", cfg->kernel, &vm->kernel_img, &vm->kernel_size);
+		if (ret)
+			goto err;
+		vm->kernel_mapped = true;
+	} else {
+		vm->kernel_img = cfg->kernel_image;
+		vm->kernel_size = cfg->kernel_image_size;
+	}
+	if (cfg->initrd) {
+		ret = map_file("initrd", cfg->initrd, &vm->initrd_img, &vm->initrd_size);
+		if (ret)
+			goto err;
+	}
+
+	ret = kvm_open(vm->kvm, err, sizeof(err));
+	if (ret) {
+		log_err("%s", err);
+		goto err;
+	}
+	if (cfg->cpus == 0 || cfg->cpus > (unsigned)vm->kvm->max_vcpus || cfg->cpus > 255) {
+		log_err("--cpus %u: this host's KVM allows 1 to %d vCPUs", cfg->cpus,
+			vm->kvm->max_vcpus < 255 ? vm->kvm->max_vcpus : 255);
+		ret = -EINVAL;
+		goto err;
+	}
+	ret = kvm_create_vm(vm->kvm);
+	if (ret) {
+		log_err("KVM_CREATE_VM failed: %s", strerror(-ret));
+		goto err;
+	}
+	/* Only VMX uses these; other accelerators may refuse them harmlessly. */
+	if (kvm_set_identity_map_addr(vm->kvm, KVM_IDENTITY_MAP_ADDR))
+		log_debug("KVM_SET_IDENTITY_MAP_ADDR not accepted");
+	if (kvm_set_tss_addr(vm->kvm, KVM_TSS_ADDR))
+		log_debug("KVM_SET_TSS_ADDR not accepted");
+
+	ret = gm_init(&vm->mem, cfg->memory, cfg->hugepages);
+	if (ret) {
+		log_err("cannot allocate %llu MiB of guest memory%s: %s",
+			(unsigned long long)(cfg->memory >> 20),
+			cfg->hugepages ? " in hugepages" : "", strerror(-ret));
+		goto err;
+	}
+	for (unsigned i = 0; i < vm->mem.nr; i++) {
+		const struct gm_region *r = &vm->mem.regions[i];
+
+		ret = kvm_add_memslot(vm->kvm, r->gpa, r->size, r->hva);
+		if (ret) {
+			log_err("KVM_SET_USER_MEMORY_REGION failed: %s", strerror(-ret));
+			goto err;
+		}
+	}
+
+	if ((ret = bus_init(&vm->pio_bus, "pio")) || (ret = bus_init(&vm->mmio_bus, "mmio")))
+		goto err;
+	vm->loop = evloop_create();
+	vm->request_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (!vm->loop || vm->request_efd < 0) {
+		ret = -ENOMEM;
+		goto err;
+	}
+
+	ret = irqchip_create(&vm->irqchip, vm->kvm);
+	if (ret)
+		goto err;
+
+	ret = vcpu_signal_init();
+	if (ret)
+		goto err;
+	vm->nr_vcpus = cfg->cpus;
+	vm->vcpus = calloc(vm->nr_vcpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus) {
+		ret = -ENOMEM;
+		goto err;
+	}
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		ret = vcpu_create(vm, i, &vm->vcpus[i]);
+		if (ret)
+			goto err;
+	}
+	vm->coalesced_ring = vm->vcpus[0]->kfd.ring;
+
+	ret = vm_realize_devices(vm);
+	if (ret)
+		goto err;
+	ret = vm_load_guest(vm);
+	if (ret)
+		goto err;
+	ret = vcpu_setup_boot(vm->vcpus[0], &vm->boot);
+	if (ret) {
+		log_err("cannot set up the boot vCPU: %s", strerror(-ret));
+		goto err;
+	}
+	ret = irqchip_save_reset_state(&vm->irqchip);
+	if (ret) {
+		log_err("cannot save irqchip state: %s", strerror(-ret));
+		goto err;
+	}
+	return 0;
+
+err:
+	vm_destroy(vm);
+	return ret;
+}
+
+static void vm_post_request(struct vm *vm, enum vm_request req, int status, const char *cause)
+{
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&vm->lock);
+	/* The first request wins until the main loop has acted on it. */
+	if (vm->request == VM_REQ_NONE) {
+		vm->request = req;
+		vm->request_cause = cause;
+		vm->exit_status = status;
+	}
+	pthread_mutex_unlock(&vm->lock);
+	if (write(vm->request_efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_warn("cannot wake the main loop: %s", strerror(errno));
+}
+
+void vm_request_reset(struct vm *vm, const char *cause)
+{
+	vm_post_request(vm, VM_REQ_RESET, EXIT_STATUS_OK, cause);
+}
+
+void vm_request_poweroff(struct vm *vm, const char *cause)
+{
+	vm_post_request(vm, VM_REQ_POWEROFF, EXIT_STATUS_OK, cause);
+}
+
+void vm_request_exit(struct vm *vm, int status, const char *cause)
+{
+	vm_post_request(vm, VM_REQ_EXIT, status, cause);
+}
+
+void vm_request_error(struct vm *vm, const char *cause)
+{
+	vm_post_request(vm, VM_REQ_ERROR, EXIT_STATUS_ERROR, cause);
+}
+
+void vm_request_quit(struct vm *vm, const char *cause)
+{
+	vm_post_request(vm, VM_REQ_QUIT, EXIT_STATUS_OK, cause);
+}
+
+void vm_request_panic(struct vm *vm, const char *cause)
+{
+	vm_post_request(vm, VM_REQ_PANIC, EXIT_STATUS_PANIC, cause);
+}
+
+static void vm_kick_all(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		vcpu_kick(vm->vcpus[i]);
+}
+
+static unsigned vm_running_vcpus(struct vm *vm)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		n += vm->vcpus[i]->thread_started;
+	return n - vm->vcpus_exited;
+}
+
+int vm_pause(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->state != VM_STATE_RUNNING) {
+		pthread_mutex_unlock(&vm->lock);
+		return vm->state == VM_STATE_PAUSED ? 0 : -EBUSY;
+	}
+	__atomic_store_n(&vm->state, VM_STATE_PAUSED, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	vm_kick_all(vm);
+
+	pthread_mutex_lock(&vm->lock);
+	while (vm->vcpus_paused < vm_running_vcpus(vm)) {
+		struct timespec ts;
+
+		/* Re-kick periodically: a kick can land before KVM_RUN clears it. */
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 10 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		if (pthread_cond_timedwait(&vm->cond, &vm->lock, &ts) == ETIMEDOUT) {
+			pthread_mutex_unlock(&vm->lock);
+			vm_kick_all(vm);
+			pthread_mutex_lock(&vm->lock);
+		}
+	}
+	pthread_mutex_unlock(&vm->lock);
+	/* Nothing the guest wrote may sit in the ring while paused. */
+	vcpu_drain_coalesced(vm);
+	return 0;
+}
+
+int vm_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (vm->state != VM_STATE_PAUSED) {
+		pthread_mutex_unlock(&vm->lock);
+		return vm->state == VM_STATE_RUNNING ? 0 : -EBUSY;
+	}
+	__atomic_store_n(&vm->state, VM_STATE_RUNNING, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
+}
+
+/* Full machine reset: memory, irqchip, devices, then every vCPU resets its
+ * own registers when it next runs (KVM wants vCPU ioctls from its thread). */
+static int vm_reset(struct vm *vm)
+{
+	int ret;
+
+	ret = vm_pause(vm);
+	if (ret)
+		return ret;
+	gm_zero_all(&vm->mem);
+	ret = irqchip_restore_reset_state(&vm->irqchip);
+	if (ret) {
+		log_err("reset: cannot restore irqchip state: %s", strerror(-ret));
+		return ret;
+	}
+	for (unsigned i = 0; i < vm->nr_devices; i++) {
+		struct vm_device_inst *d = &vm->devices[i];
+
+		if (d->state && d->desc->reset)
+			d->desc->reset(d->state);
+	}
+	ret = vm_load_guest(vm);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&vm->lock);
+	__atomic_add_fetch(&vm->reset_gen, 1, __ATOMIC_RELEASE);
+	vm->request = VM_REQ_NONE;
+	vm->request_cause = NULL;
+	pthread_mutex_unlock(&vm->lock);
+	return vm_resume(vm);
+}
+
+static void vm_stop(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	__atomic_store_n(&vm->state, VM_STATE_STOPPING, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	vm_kick_all(vm);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		vcpu_join(vm->vcpus[i]);
+	vcpu_drain_coalesced(vm);
+	vm->state = VM_STATE_STOPPED;
+}
+
+struct vm_loop_ctx {
+	struct vm *vm;
+	bool done;
+	int status;
+};
+
+static void vm_on_request(void *opaque, uint32_t events)
+{
+	struct vm_loop_ctx *ctx = opaque;
+	struct vm *vm = ctx->vm;
+	enum vm_request req;
+	const char *cause;
+	uint64_t v;
+	int status;
+
+	(void)events;
+	if (read(vm->request_efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		return;
+	pthread_mutex_lock(&vm->lock);
+	req = vm->request;
+	cause = vm->request_cause ? vm->request_cause : "unknown";
+	status = vm->exit_status;
+	pthread_mutex_unlock(&vm->lock);
+
+	switch (req) {
+	case VM_REQ_NONE:
+		return;
+	case VM_REQ_PANIC:
+	case VM_REQ_RESET:
+		if (vm->cfg->on_reboot == REBOOT_RESTART) {
+			log_info("guest %s (%s): resetting the VM",
+				 req == VM_REQ_PANIC ? "crashed" : "rebooted", cause);
+			if (vm_reset(vm) == 0)
+				return;
+			ctx->status = EXIT_STATUS_ERROR;
+			break;
+		}
+		log_info("guest %s (%s): exiting per --on-reboot exit",
+			 req == VM_REQ_PANIC ? "crashed" : "rebooted", cause);
+		ctx->status = req == VM_REQ_PANIC ? EXIT_STATUS_PANIC : EXIT_STATUS_OK;
+		break;
+	case VM_REQ_POWEROFF:
+		log_info("guest powered off (%s)", cause);
+		ctx->status = EXIT_STATUS_OK;
+		break;
+	case VM_REQ_EXIT:
+		log_debug("guest exit with status %d (%s)", status, cause);
+		ctx->status = status;
+		break;
+	case VM_REQ_ERROR:
+		log_err("stopping the VM: %s", cause);
+		ctx->status = EXIT_STATUS_ERROR;
+		break;
+	case VM_REQ_QUIT:
+		log_info("quitting (%s)", cause);
+		ctx->status = EXIT_STATUS_OK;
+		break;
+	}
+	ctx->done = true;
+}
+
+struct vm_signal_ctx {
+	struct vm *vm;
+	int fd;
+};
+
+static void vm_on_signal(void *opaque, uint32_t events)
+{
+	struct vm_signal_ctx *sc = opaque;
+	struct signalfd_siginfo si;
+
+	(void)events;
+	while (read(sc->fd, &si, sizeof(si)) == sizeof(si)) {
+		static char cause[64];
+
+		snprintf(cause, sizeof(cause), "signal %s", strsignal((int)si.ssi_signo));
+		vm_request_quit(sc->vm, cause);
+	}
+}
+
+int vm_run(struct vm *vm)
+{
+	struct vm_loop_ctx ctx = { .vm = vm, .status = EXIT_STATUS_ERROR };
+	struct vm_signal_ctx sc = { .vm = vm, .fd = -1 };
+	sigset_t set, old;
+	int ret;
+
+	/* Termination signals arrive through a signalfd on the main loop; the
+	 * mask is inherited by the vCPU threads created below. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, &old);
+	sc.fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sc.fd < 0 || evloop_add(vm->loop, sc.fd, EPOLLIN, vm_on_signal, &sc) ||
+	    evloop_add(vm->loop, vm->request_efd, EPOLLIN, vm_on_request, &ctx)) {
+		log_err("cannot set up the main loop");
+		goto out;
+	}
+
+	pthread_mutex_lock(&vm->lock);
+	vm->state = VM_STATE_RUNNING;
+	pthread_mutex_unlock(&vm->lock);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		ret = vcpu_start(vm->vcpus[i]);
+		if (ret) {
+			log_err("cannot start vcpu%u: %s", i, strerror(-ret));
+			vm_request_error(vm, "vCPU thread creation failed");
+			break;
+		}
+	}
+	while (!ctx.done) {
+		ret = evloop_run_once(vm->loop, -1);
+		if (ret < 0) {
+			log_err("main loop: %s", strerror(-ret));
+			break;
+		}
+	}
+	vm_stop(vm);
+out:
+	if (sc.fd >= 0) {
+		evloop_del(vm->loop, sc.fd);
+		close(sc.fd);
+	}
+	evloop_del(vm->loop, vm->request_efd);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return ctx.status;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	if (vm->vcpus && vm->state == VM_STATE_RUNNING)
+		vm_stop(vm);
+	vm_destroy_devices(vm);
+	if (vm->vcpus) {
+		for (unsigned i = 0; i < vm->nr_vcpus; i++)
+			vcpu_destroy(vm->vcpus[i]);
+		free(vm->vcpus);
+		vm->vcpus = NULL;
+	}
+	irqchip_destroy(&vm->irqchip);
+	if (vm->loop)
+		evloop_destroy(vm->loop);
+	vm->loop = NULL;
+	if (vm->request_efd >= 0)
+		close(vm->request_efd);
+	vm->request_efd = -1;
+	if (vm->pio_bus.name)
+		bus_destroy(&vm->pio_bus);
+	if (vm->mmio_bus.name)
+		bus_destroy(&vm->mmio_bus);
+	gm_destroy(&vm->mem);
+	if (vm->kvm) {
+		if (vm->kvm->sys_fd >= 0 || vm->kvm->vm_fd >= 0)
+			kvm_close(vm->kvm);
+		free(vm->kvm);
+		vm->kvm = NULL;
+	}
+	if (vm->kernel_mapped && vm->kernel_img)
+		munmap((void *)vm->kernel_img, vm->kernel_size);
+	if (vm->initrd_img)
+		munmap((void *)vm->initrd_img, vm->initrd_size);
+	vm->kernel_img = vm->initrd_img = NULL;
+}
