@@ -517,9 +517,10 @@ static void *vcpu_thread(void *arg)
 			vcpu_report_error(vcpu, &act);
 			break;
 		}
-		/* After a fatal or reset request this vCPU parks or exits in
-		 * vcpu_should_exit(); the main loop acts on the request. */
-		if (act.kind >= EXIT_ACT_TRIPLE_FAULT) {
+		/* Once anything asked to reset, stop or power off the VM, this
+		 * vCPU must not run another guest instruction: wait here until
+		 * the main loop has acted (it pauses, resets or stops us). */
+		if (__atomic_load_n(&vm->request, __ATOMIC_ACQUIRE) != VM_REQ_NONE) {
 			pthread_mutex_lock(&vm->lock);
 			while (vm->state == VM_STATE_RUNNING &&
 			       vm->reset_gen == vcpu->reset_gen && vm->request != VM_REQ_NONE)
