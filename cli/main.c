@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include "cli/args.h"
+#include "cli/config_file.h"
+#include "cli/ctl.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
 
@@ -28,26 +30,42 @@ static int run_main(int argc, char **argv)
 	struct vm vm;
 	int ret, status;
 
+	const char *config_path = args_find_config(argc, argv);
+
+	/* Defaults, then the JSON config, then flags on top. */
 	config_defaults(&cfg);
-	ret = args_parse_run(argc, argv, &cfg, err, sizeof(err));
-	if (ret == 1)
-		return 0;
-	if (ret) {
-		fprintf(stderr, "ember: %s\n", err);
+	if (config_path && config_file_load(config_path, &cfg, err, sizeof(err))) {
+		fprintf(stderr, "ember: --config %s: %s\n", config_path, err);
 		return 1;
 	}
-	if (check_readable("--kernel", cfg.kernel) || check_readable("--initrd", cfg.initrd))
+	ret = args_parse_run(argc, argv, &cfg, err, sizeof(err));
+	if (ret == 1)
+		goto out_ok;
+	if (ret) {
+		fprintf(stderr, "ember: %s\n", err);
+		config_file_free();
 		return 1;
+	}
+	if (check_readable("--kernel", cfg.kernel) || check_readable("--initrd", cfg.initrd)) {
+		config_file_free();
+		return 1;
+	}
 	if (!cfg.kernel) {
 		cfg.kernel_image = ember_demo_guest;
 		cfg.kernel_image_size = (size_t)(ember_demo_guest_end - ember_demo_guest);
 	}
 	ret = vm_create(&vm, &cfg);
-	if (ret)
+	if (ret) {
+		config_file_free();
 		return 1;
+	}
 	status = vm_run(&vm);
 	vm_destroy(&vm);
+	config_file_free();
 	return status;
+out_ok:
+	config_file_free();
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -67,6 +85,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "run"))
 		return run_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "ctl"))
+		return ctl_main(argc - 1, argv + 1);
 	fprintf(stderr, "ember: unknown command '%s' (see ember --help)\n", argv[1]);
 	return 1;
 }

@@ -13,11 +13,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "accel/kvm.h"
 #include "devices/device.h"
 #include "vmm/acpi/acpi.h"
 #include "vmm/evloop.h"
 #include "vmm/log.h"
+#include "vmm/notify.h"
 #include "vmm/vcpu.h"
 
 /* Exit statuses (documented in the README). */
@@ -159,6 +162,8 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	memset(vm, 0, sizeof(*vm));
 	vm->cfg = cfg;
 	vm->request_efd = -1;
+	vm->shutdown_timer_fd = -1;
+	vm->watchdog_fd = -1;
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
 	pthread_mutex_init(&vm->coalesced_lock, NULL);
@@ -386,7 +391,7 @@ int vm_resume(struct vm *vm)
 
 /* Full machine reset: memory, irqchip, devices, then every vCPU resets its
  * own registers when it next runs (KVM wants vCPU ioctls from its thread). */
-static int vm_reset(struct vm *vm)
+int vm_reset(struct vm *vm)
 {
 	int ret;
 
@@ -458,9 +463,16 @@ static void vm_on_request(void *opaque, uint32_t events)
 		return;
 	case VM_REQ_PANIC:
 	case VM_REQ_RESET:
+		if (req == VM_REQ_PANIC)
+			vm_emit_event(vm, "GUEST_PANICKED",
+				      json_pack("{s:s}", "action",
+						vm->cfg->on_reboot == REBOOT_RESTART ? "run"
+										  : "poweroff"));
 		if (vm->cfg->on_reboot == REBOOT_RESTART) {
 			log_info("guest %s (%s): resetting the VM",
 				 req == VM_REQ_PANIC ? "crashed" : "rebooted", cause);
+			vm_emit_event(vm, "RESET",
+				      json_pack("{s:b, s:s}", "guest", 1, "reason", "guest-reset"));
 			if (vm_reset(vm) == 0)
 				return;
 			ctx->status = EXIT_STATUS_ERROR;
@@ -468,18 +480,28 @@ static void vm_on_request(void *opaque, uint32_t events)
 		}
 		log_info("guest %s (%s): exiting per --on-reboot exit",
 			 req == VM_REQ_PANIC ? "crashed" : "rebooted", cause);
+		if (req == VM_REQ_PANIC)
+			vm->guest_panicked = true;
+		else
+			vm_emit_event(vm, "SHUTDOWN", json_pack("{s:b, s:s}", "guest", 1,
+								"reason", "guest-reset"));
 		ctx->status = req == VM_REQ_PANIC ? EXIT_STATUS_PANIC : EXIT_STATUS_OK;
 		break;
 	case VM_REQ_POWEROFF:
 		log_info("guest powered off (%s)", cause);
+		vm_emit_event(vm, "SHUTDOWN",
+			      json_pack("{s:b, s:s}", "guest", 1, "reason", "guest-shutdown"));
 		ctx->status = EXIT_STATUS_OK;
 		break;
 	case VM_REQ_EXIT:
 		log_debug("guest exit with status %d (%s)", status, cause);
+		vm_emit_event(vm, "SHUTDOWN",
+			      json_pack("{s:b, s:s}", "guest", 1, "reason", "guest-shutdown"));
 		ctx->status = status;
 		break;
 	case VM_REQ_ERROR:
 		log_err("stopping the VM: %s", cause);
+		vm->error_stopped = true;
 		ctx->status = EXIT_STATUS_ERROR;
 		break;
 	case VM_REQ_QUIT:
@@ -502,10 +524,14 @@ static void vm_on_signal(void *opaque, uint32_t events)
 
 	(void)events;
 	while (read(sc->fd, &si, sizeof(si)) == sizeof(si)) {
-		static char cause[64];
-
-		snprintf(cause, sizeof(cause), "signal %s", strsignal((int)si.ssi_signo));
-		vm_request_quit(sc->vm, cause);
+		if (si.ssi_signo == SIGTERM) {
+			/* A service stop: let the guest shut down cleanly. */
+			vm_graceful_shutdown(sc->vm, "SIGTERM");
+			continue;
+		}
+		vm_emit_event(sc->vm, "SHUTDOWN",
+			      json_pack("{s:b, s:s}", "guest", 0, "reason", "host-signal"));
+		vm_request_quit(sc->vm, si.ssi_signo == SIGINT ? "SIGINT" : "SIGHUP");
 	}
 }
 
@@ -530,6 +556,10 @@ int vm_run(struct vm *vm)
 		goto out;
 	}
 
+	ret = vm_control_start(vm);
+	if (ret)
+		goto out;
+
 	pthread_mutex_lock(&vm->lock);
 	vm->state = VM_STATE_RUNNING;
 	pthread_mutex_unlock(&vm->lock);
@@ -541,6 +571,7 @@ int vm_run(struct vm *vm)
 			break;
 		}
 	}
+	notify_ready();
 	while (!ctx.done) {
 		ret = evloop_run_once(vm->loop, -1);
 		if (ret < 0) {
@@ -548,8 +579,10 @@ int vm_run(struct vm *vm)
 			break;
 		}
 	}
+	notify_stopping();
 	vm_stop(vm);
 out:
+	vm_control_stop(vm);
 	if (sc.fd >= 0) {
 		evloop_del(vm->loop, sc.fd);
 		close(sc.fd);

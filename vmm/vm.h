@@ -16,6 +16,7 @@
 struct kvm_vm;
 struct vcpu;
 struct evloop;
+struct qmp_server;
 
 enum vm_state {
 	VM_STATE_CREATED,
@@ -80,6 +81,13 @@ struct vm {
 
 	uint64_t reset_gen;	/* bumped on every VM reset */
 	struct evloop *loop;
+
+	/* Control plane (vmm/vm_control.c). */
+	struct qmp_server *qmp;
+	int shutdown_timer_fd;	/* armed by SIGTERM: quit when it fires */
+	int watchdog_fd;	/* systemd watchdog keep-alive timer */
+	bool guest_panicked;
+	bool error_stopped;
 };
 
 int vm_create(struct vm *vm, const struct vm_config *cfg)
@@ -99,6 +107,21 @@ void vm_request_panic(struct vm *vm, const char *cause);
 /* Pause / resume all vCPUs (blocking until they are parked). */
 int vm_pause(struct vm *vm);
 int vm_resume(struct vm *vm);
+
+/* Full machine reset, from the main loop (QMP system_reset, reboots). */
+int vm_reset(struct vm *vm);
+
+/* Control plane: QMP server, systemd notifications, graceful SIGTERM. */
+int vm_control_start(struct vm *vm) __attribute__((warn_unused_result));
+void vm_control_stop(struct vm *vm);
+/* Emit a QMP event (data is stolen; may be NULL). Thread-safe. */
+struct json_t;
+void vm_emit_event(struct vm *vm, const char *name, struct json_t *data);
+struct qmp_block_info;
+void vm_control_set_block_provider(int (*fn)(struct vm *vm, unsigned index,
+					     struct qmp_block_info *out));
+/* SIGTERM: press the power button, quit after cfg->shutdown_timeout_s. */
+void vm_graceful_shutdown(struct vm *vm, const char *cause);
 
 /* Find a realized device's state by name (NULL if absent or disabled). */
 void *vm_device_state(struct vm *vm, const char *name);

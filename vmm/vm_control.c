@@ -1,0 +1,295 @@
+/* The VM side of the control plane: the QMP backend over struct vm, the
+ * events the machine raises, systemd notifications and graceful shutdown. */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "devices/acpi/pm.h"
+#include "vmm/control/qmp.h"
+#include "vmm/evloop.h"
+#include "vmm/log.h"
+#include "vmm/notify.h"
+#include "vmm/vcpu.h"
+#include "vmm/vm.h"
+
+static enum qmp_run_state backend_query_status(void *opaque)
+{
+	struct vm *vm = opaque;
+
+	if (vm->guest_panicked)
+		return QMP_RUN_GUEST_PANICKED;
+	if (vm->error_stopped)
+		return QMP_RUN_INTERNAL_ERROR;
+	switch (__atomic_load_n(&vm->state, __ATOMIC_ACQUIRE)) {
+	case VM_STATE_CREATED:
+		return QMP_RUN_PRELAUNCH;
+	case VM_STATE_RUNNING:
+		return QMP_RUN_RUNNING;
+	case VM_STATE_PAUSED:
+		return QMP_RUN_PAUSED;
+	default:
+		return QMP_RUN_SHUTDOWN;
+	}
+}
+
+static int backend_stop(void *opaque, char *err, size_t errlen)
+{
+	struct vm *vm = opaque;
+	int ret;
+
+	if (vm->state == VM_STATE_PAUSED)
+		return 1;
+	ret = vm_pause(vm);
+	if (ret)
+		snprintf(err, errlen, "cannot pause the VM in its current state");
+	return ret;
+}
+
+static int backend_cont(void *opaque, char *err, size_t errlen)
+{
+	struct vm *vm = opaque;
+	int ret;
+
+	if (vm->state == VM_STATE_RUNNING)
+		return 1;
+	ret = vm_resume(vm);
+	if (ret)
+		snprintf(err, errlen, "cannot resume the VM in its current state");
+	return ret;
+}
+
+static int backend_powerdown(void *opaque, char *err, size_t errlen)
+{
+	(void)err;
+	(void)errlen;
+	acpi_pm_press_power_button(opaque);
+	return 0;
+}
+
+static int backend_reset(void *opaque, char *err, size_t errlen)
+{
+	struct vm *vm = opaque;
+	bool was_paused = vm->state == VM_STATE_PAUSED;
+	int ret = vm_reset(vm);
+
+	if (ret) {
+		snprintf(err, errlen, "reset failed: %s", strerror(-ret));
+		return ret;
+	}
+	/* A reset does not change whether the VM was paused. */
+	if (was_paused)
+		vm_pause(vm);
+	return 0;
+}
+
+static int backend_quit(void *opaque, char *err, size_t errlen)
+{
+	(void)err;
+	(void)errlen;
+	vm_request_quit(opaque, "QMP quit");
+	return 0;
+}
+
+static int backend_cpu_info(void *opaque, unsigned index, struct qmp_cpu_info *out)
+{
+	struct vm *vm = opaque;
+
+	if (index >= vm->nr_vcpus)
+		return -ENOENT;
+	*out = (struct qmp_cpu_info){
+		.index = index,
+		.thread_id = vm->vcpus[index]->tid,
+		.socket_id = 0,
+		.core_id = index,
+		.thread_in_core = 0,
+	};
+	return 0;
+}
+
+static void add_bus_counts(const struct bus_range *r, void *arg)
+{
+	json_t *devs = arg;
+	json_t *cur = json_object_get(devs, r->name);
+	json_int_t n = (json_int_t)(r->reads + r->writes);
+
+	if (cur)
+		n += json_integer_value(cur);
+	json_object_set_new(devs, r->name, json_integer(n));
+}
+
+static json_t *backend_exit_stats(void *opaque)
+{
+	static const struct {
+		unsigned reason;
+		const char *name;
+	} names[] = {
+		{ KVM_EXIT_IO, "io" }, { KVM_EXIT_MMIO, "mmio" }, { KVM_EXIT_HLT, "hlt" },
+		{ KVM_EXIT_SHUTDOWN, "shutdown" }, { KVM_EXIT_INTR, "intr" },
+		{ KVM_EXIT_SYSTEM_EVENT, "system-event" },
+		{ KVM_EXIT_INTERNAL_ERROR, "internal-error" },
+		{ KVM_EXIT_FAIL_ENTRY, "fail-entry" },
+	};
+	struct vm *vm = opaque;
+	json_t *reasons = json_object(), *devs = json_object(), *cpus = json_array();
+	uint64_t total = 0;
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		uint64_t n = 0;
+
+		for (unsigned c = 0; c < vm->nr_vcpus; c++)
+			n += __atomic_load_n(&vm->vcpus[c]->exits[names[i].reason], __ATOMIC_RELAXED);
+		json_object_set_new(reasons, names[i].name, json_integer((json_int_t)n));
+	}
+	for (unsigned c = 0; c < vm->nr_vcpus; c++) {
+		uint64_t n = 0;
+
+		for (unsigned r = 0; r < VCPU_EXIT_COUNTERS; r++)
+			n += __atomic_load_n(&vm->vcpus[c]->exits[r], __ATOMIC_RELAXED);
+		/* KVM_RUN returning EINTR (kicks) are exits to userspace too. */
+		n += __atomic_load_n(&vm->vcpus[c]->intr_exits, __ATOMIC_RELAXED);
+		total += n;
+		json_array_append_new(cpus, json_pack("{s:i, s:I}", "cpu-index", (int)c,
+						      "exits", (json_int_t)n));
+	}
+	bus_for_each(&vm->pio_bus, add_bus_counts, devs);
+	bus_for_each(&vm->mmio_bus, add_bus_counts, devs);
+	json_object_set_new(devs, "unhandled-pio",
+			    json_integer((json_int_t)(vm->pio_bus.unhandled_reads +
+						      vm->pio_bus.unhandled_writes)));
+	json_object_set_new(devs, "unhandled-mmio",
+			    json_integer((json_int_t)(vm->mmio_bus.unhandled_reads +
+						      vm->mmio_bus.unhandled_writes)));
+	return json_pack("{s:I, s:o, s:o, s:o}", "total", (json_int_t)total, "reasons", reasons,
+			 "devices", devs, "cpus", cpus);
+}
+
+static uint64_t backend_memory_size(void *opaque)
+{
+	return ((struct vm *)opaque)->mem.ram_size;
+}
+
+/* Disk statistics come from the virtio-blk devices, which register a
+ * provider here (see vm_control_set_block_provider). */
+static int (*block_provider)(struct vm *vm, unsigned index, struct qmp_block_info *out);
+
+void vm_control_set_block_provider(int (*fn)(struct vm *, unsigned, struct qmp_block_info *))
+{
+	block_provider = fn;
+}
+
+static int backend_block_info(void *opaque, unsigned index, struct qmp_block_info *out)
+{
+	return block_provider ? block_provider(opaque, index, out) : -ENOENT;
+}
+
+static const struct qmp_backend_ops vm_qmp_ops = {
+	.query_status = backend_query_status,
+	.stop = backend_stop,
+	.cont = backend_cont,
+	.powerdown = backend_powerdown,
+	.reset = backend_reset,
+	.quit = backend_quit,
+	.cpu_info = backend_cpu_info,
+	.block_info = backend_block_info,
+	.exit_stats = backend_exit_stats,
+	.memory_size = backend_memory_size,
+};
+
+void vm_emit_event(struct vm *vm, const char *name, json_t *data)
+{
+	qmp_server_emit_event(vm->qmp, name, data);
+}
+
+static void on_watchdog(void *opaque, uint32_t events)
+{
+	(void)events;
+	notify_watchdog_timer_fired(((struct vm *)opaque)->watchdog_fd);
+}
+
+static void on_shutdown_timeout(void *opaque, uint32_t events)
+{
+	struct vm *vm = opaque;
+	uint64_t n;
+
+	(void)events;
+	if (read(vm->shutdown_timer_fd, &n, sizeof(n)) < 0)
+		return;
+	log_warn("guest did not power off within %u s of the power button; quitting",
+		 vm->cfg->shutdown_timeout_s);
+	vm_request_quit(vm, "shutdown timeout");
+}
+
+void vm_graceful_shutdown(struct vm *vm, const char *cause)
+{
+	struct itimerspec its = { .it_value.tv_sec = vm->cfg->shutdown_timeout_s };
+
+	if (vm->shutdown_timer_fd >= 0) {
+		/* A second request: stop waiting for the guest. */
+		vm_request_quit(vm, cause);
+		return;
+	}
+	log_info("%s: pressing the ACPI power button (timeout %u s)", cause,
+		 vm->cfg->shutdown_timeout_s);
+	notify_stopping();
+	if (vm->cfg->shutdown_timeout_s == 0 || vm->state != VM_STATE_RUNNING) {
+		vm_request_quit(vm, cause);
+		return;
+	}
+	acpi_pm_press_power_button(vm);
+	vm_emit_event(vm, "POWERDOWN", NULL);
+	vm->shutdown_timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (vm->shutdown_timer_fd < 0 ||
+	    timerfd_settime(vm->shutdown_timer_fd, 0, &its, NULL) < 0 ||
+	    evloop_add(vm->loop, vm->shutdown_timer_fd, EPOLLIN, on_shutdown_timeout, vm)) {
+		log_err("cannot arm the shutdown timer; quitting now");
+		vm_request_quit(vm, cause);
+	}
+}
+
+int vm_control_start(struct vm *vm)
+{
+	int listen_fd = vm->cfg->api_sock_fd;
+	int ret;
+
+	vm->shutdown_timer_fd = -1;
+	vm->watchdog_fd = -1;
+	if (listen_fd < 0 && !vm->cfg->api_sock)
+		listen_fd = notify_listen_fd();
+	if (vm->cfg->api_sock || listen_fd >= 0) {
+		ret = qmp_server_create(&vm->qmp, vm->loop, listen_fd >= 0 ? NULL : vm->cfg->api_sock,
+					listen_fd, &vm_qmp_ops, vm);
+		if (ret) {
+			log_err("--api-sock %s: %s", vm->cfg->api_sock ? vm->cfg->api_sock : "(fd)",
+				ret == -EADDRINUSE ? "another process is serving this socket"
+				: ret == -EEXIST ? "path exists and is not a socket"
+				: strerror(-ret));
+			return ret;
+		}
+	}
+	vm->watchdog_fd = notify_watchdog_timerfd();
+	if (vm->watchdog_fd >= 0 && evloop_add(vm->loop, vm->watchdog_fd, EPOLLIN, on_watchdog, vm)) {
+		close(vm->watchdog_fd);
+		vm->watchdog_fd = -1;
+	}
+	return 0;
+}
+
+void vm_control_stop(struct vm *vm)
+{
+	if (vm->watchdog_fd >= 0) {
+		evloop_del(vm->loop, vm->watchdog_fd);
+		close(vm->watchdog_fd);
+		vm->watchdog_fd = -1;
+	}
+	if (vm->shutdown_timer_fd >= 0) {
+		evloop_del(vm->loop, vm->shutdown_timer_fd);
+		close(vm->shutdown_timer_fd);
+		vm->shutdown_timer_fd = -1;
+	}
+	qmp_server_destroy(vm->qmp);
+	vm->qmp = NULL;
+}
