@@ -3,6 +3,7 @@
 #define EMBER_CONFIG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum console_kind { CONSOLE_STDIO, CONSOLE_FILE, CONSOLE_NONE };
@@ -31,6 +32,12 @@ struct vm_config {
 	/* --disk option strings, parsed by the virtio-blk device. */
 	const char *disks[CONFIG_MAX_DISKS];
 	unsigned nr_disks;
+	/* virtio-console (a PCI device, single port) when enabled, with its own
+	 * backend chosen like --console (virtio_console_path for FILE). */
+	bool virtio_console_enabled;
+	enum console_kind virtio_console;
+	const char *virtio_console_path;
+	bool virtio_rng;	/* virtio-rng (a PCI device) fed from getrandom() */
 };
 
 void config_defaults(struct vm_config *cfg);

@@ -63,31 +63,36 @@ static const struct {
 	{ MSR_MTRR_DEF_TYPE, (1 << 11) | 6 },	/* MTRRs on, default write-back */
 };
 
+#define NR_BOOT_MSRS (sizeof(boot_msrs) / sizeof(boot_msrs[0]))
+
+/* struct kvm_msrs ends in a flexible array; give it room for our entries. */
+union kvm_msrs_buf {
+	struct kvm_msrs hdr;
+	uint8_t bytes[sizeof(struct kvm_msrs) + NR_BOOT_MSRS * sizeof(struct kvm_msr_entry)];
+};
+
 static int vcpu_set_boot_msrs(struct vcpu *vcpu)
 {
-	const unsigned n = sizeof(boot_msrs) / sizeof(boot_msrs[0]);
-	struct {
-		struct kvm_msrs hdr;
-		struct kvm_msr_entry e[sizeof(boot_msrs) / sizeof(boot_msrs[0])];
-	} m;
+	union kvm_msrs_buf m;
 
 	memset(&m, 0, sizeof(m));
-	m.hdr.nmsrs = n;
-	for (unsigned i = 0; i < n; i++) {
-		m.e[i].index = boot_msrs[i].index;
-		m.e[i].data = boot_msrs[i].value;
+	m.hdr.nmsrs = NR_BOOT_MSRS;
+	for (unsigned i = 0; i < NR_BOOT_MSRS; i++) {
+		m.hdr.entries[i].index = boot_msrs[i].index;
+		m.hdr.entries[i].data = boot_msrs[i].value;
 	}
 	if (kvm_set_msrs(&vcpu->kfd, &m.hdr) == 0)
 		return 0;
 	/* Some accelerators reject individual MSRs; set what they accept. */
-	for (unsigned i = 0; i < n; i++) {
-		struct {
-			struct kvm_msrs hdr;
-			struct kvm_msr_entry e;
-		} one = { .hdr.nmsrs = 1, .e = m.e[i] };
+	for (unsigned i = 0; i < NR_BOOT_MSRS; i++) {
+		union kvm_msrs_buf one;
 
+		memset(&one, 0, sizeof(one));
+		one.hdr.nmsrs = 1;
+		one.hdr.entries[0] = m.hdr.entries[i];
 		if (kvm_set_msrs(&vcpu->kfd, &one.hdr))
-			log_debug("vcpu%u: KVM rejected MSR 0x%x", vcpu->index, m.e[i].index);
+			log_debug("vcpu%u: KVM rejected MSR 0x%x", vcpu->index,
+				  m.hdr.entries[i].index);
 	}
 	return 0;
 }

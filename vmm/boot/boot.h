@@ -23,6 +23,28 @@ struct guest_mem;
 #define BOOT_ACPI_END		0x100000ULL
 #define BOOT_HIGH_ADDR		0x100000ULL	/* kernels load at or above 1 MiB */
 
+/* The boot GDT at BOOT_GDT_ADDR. Selectors:
+ *   0x00 null
+ *   0x08 BOOT_GDT_CODE32: flat 32-bit code, for the PVH 32-bit entry
+ *   0x10 BOOT_GDT_CODE64: flat 64-bit code (Linux __BOOT_CS)
+ *   0x18 BOOT_GDT_DATA:   flat 32-bit data, DS/ES/SS/FS/GS (Linux __BOOT_DS)
+ *   0x20 BOOT_GDT_TSS:    a 16-byte 64-bit TSS descriptor (base 0, limit
+ *                         0x67, busy) so TR has something valid to name;
+ *                         the guest loads its own TR before using it.
+ * The vCPU's hidden segment state must match these raw descriptors. */
+#define BOOT_GDT_CODE32		0x08
+#define BOOT_GDT_CODE64		0x10
+#define BOOT_GDT_DATA		0x18
+#define BOOT_GDT_TSS		0x20
+#define BOOT_GDT_DESC_CODE32	0x00cf9b000000ffffULL	/* G, D, P, DPL0, exec/read, accessed */
+#define BOOT_GDT_DESC_CODE64	0x00af9b000000ffffULL	/* G, L, P, DPL0, exec/read, accessed */
+#define BOOT_GDT_DESC_DATA	0x00cf93000000ffffULL	/* G, B, P, DPL0, read/write, accessed */
+#define BOOT_GDT_DESC_TSS_LO	0x00008b0000000067ULL	/* P, type 0xB (busy 64-bit TSS) */
+#define BOOT_GDT_DESC_TSS_HI	0x0000000000000000ULL	/* base[63:32] */
+#define BOOT_GDT_ENTRIES	6
+extern const uint64_t boot_gdt[BOOT_GDT_ENTRIES];	/* indexed by selector >> 3 */
+#define BOOT_GDT_LIMIT		(BOOT_GDT_ENTRIES * 8 - 1)
+
 #define E820_RAM	1
 #define E820_RESERVED	2
 #define E820_ACPI	3
@@ -66,12 +88,16 @@ int bzimage_load(const struct guest_mem *gm, const struct boot_params_in *in,
 		 struct boot_info *bi, char *err, size_t errlen);
 
 /* Place the initrd at the highest suitable page-aligned address below
- * min(max_addr, top of low RAM) and above kernel_end. */
+ * min(max_addr, top of low RAM) and above kernel_end. max_addr is exclusive
+ * (the first byte the initrd must not occupy). No initrd (NULL or size 0)
+ * succeeds with bi->initrd_addr = bi->initrd_size = 0. */
 int boot_place_initrd(const struct guest_mem *gm, const struct boot_params_in *in,
 		      uint64_t kernel_end, uint64_t max_addr, struct boot_info *bi,
 		      char *err, size_t errlen);
 
-/* Write the boot GDT (and, for 64-bit entry, the identity page tables). */
+/* Write the boot GDT (and, for 64-bit entry, the identity page tables:
+ * PML4 -> PDPT -> 4 PDs of 2 MiB pages mapping [0, 4 GiB) 1:1). CR3 is
+ * BOOT_PML4_ADDR. bzimage_load writes both itself. */
 int boot_write_gdt(const struct guest_mem *gm);
 int boot_write_identity_tables(const struct guest_mem *gm);
 
