@@ -68,6 +68,20 @@ static int parse_uint(const char *s, unsigned max, unsigned *out)
 	return 0;
 }
 
+static int parse_console(const char *s, enum console_kind *kind, const char **path)
+{
+	if (strcmp(s, "stdio") == 0)
+		*kind = CONSOLE_STDIO;
+	else if (strcmp(s, "none") == 0)
+		*kind = CONSOLE_NONE;
+	else if (strncmp(s, "file:", 5) == 0 && s[5])
+		*kind = CONSOLE_FILE;
+	else
+		return -EINVAL;
+	*path = *kind == CONSOLE_FILE ? s + 5 : NULL;
+	return 0;
+}
+
 void args_usage(FILE *out)
 {
 	fprintf(out,
@@ -85,6 +99,8 @@ void args_usage(FILE *out)
 		"  --on-reboot restart|exit what a guest reboot or triple fault does (default restart)\n"
 		"  --cpu-model host|baseline  CPUID model (default host)\n"
 		"  --disk path=FILE[,readonly=on][,serial=ID][,aio=io_uring|native|threads][,cache=none|writeback]\n"
+		"  --rng                    a virtio-rng device fed from getrandom()\n"
+		"  --virtio-console stdio|file:PATH|none   a virtio-console device and its backend\n"
 		"  --api-sock PATH          QMP control socket\n"
 		"  --config FILE            JSON VM config; flags override it\n"
 		"  --shutdown-timeout SECS  on SIGTERM, wait this long after the power button (default 30)\n"
@@ -95,7 +111,7 @@ void args_usage(FILE *out)
 enum {
 	OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_CONSOLE,
 	OPT_ON_REBOOT, OPT_CPU_MODEL, OPT_DISK, OPT_API_SOCK, OPT_CONFIG, OPT_HUGEPAGES,
-	OPT_TEST_DEVICE, OPT_SHUTDOWN_TIMEOUT, OPT_HELP,
+	OPT_TEST_DEVICE, OPT_SHUTDOWN_TIMEOUT, OPT_HELP, OPT_RNG, OPT_VIRTIO_CONSOLE,
 };
 
 static const struct option run_options[] = {
@@ -114,6 +130,8 @@ static const struct option run_options[] = {
 	{ "hugepages", no_argument, NULL, OPT_HUGEPAGES },
 	{ "test-device", no_argument, NULL, OPT_TEST_DEVICE },
 	{ "help", no_argument, NULL, OPT_HELP },
+	{ "rng", no_argument, NULL, OPT_RNG },
+	{ "virtio-console", required_argument, NULL, OPT_VIRTIO_CONSOLE },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -166,16 +184,16 @@ int args_parse_run(int argc, char **argv, struct vm_config *cfg, char *err, size
 			cfg->memory = size;
 			break;
 		case OPT_CONSOLE:
-			if (strcmp(optarg, "stdio") == 0) {
-				cfg->console = CONSOLE_STDIO;
-			} else if (strcmp(optarg, "none") == 0) {
-				cfg->console = CONSOLE_NONE;
-			} else if (strncmp(optarg, "file:", 5) == 0 && optarg[5]) {
-				cfg->console = CONSOLE_FILE;
-				cfg->console_path = optarg + 5;
-			} else {
+			if (parse_console(optarg, &cfg->console, &cfg->console_path))
 				bad("--console: '%s' is not stdio, none or file:PATH", optarg);
-			}
+			break;
+		case OPT_VIRTIO_CONSOLE:
+			if (parse_console(optarg, &cfg->virtio_console, &cfg->virtio_console_path))
+				bad("--virtio-console: '%s' is not stdio, none or file:PATH", optarg);
+			cfg->virtio_console_enabled = true;
+			break;
+		case OPT_RNG:
+			cfg->virtio_rng = true;
 			break;
 		case OPT_ON_REBOOT:
 			if (strcmp(optarg, "restart") == 0)
@@ -229,6 +247,9 @@ int args_parse_run(int argc, char **argv, struct vm_config *cfg, char *err, size
 		bad("unexpected argument '%s' (see ember --help)", argv[optind]);
 	if (cfg->hugepages && cfg->memory % (2ULL << 20))
 		bad("--hugepages needs --memory in whole 2 MiB pages");
+	if (cfg->virtio_console_enabled && cfg->virtio_console == CONSOLE_STDIO &&
+	    cfg->console == CONSOLE_STDIO)
+		bad("--virtio-console stdio needs --console file:PATH or none (one stdio backend)");
 	if (cfg->initrd && !cfg->kernel)
 		bad("--initrd needs --kernel");
 out:

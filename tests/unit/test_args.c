@@ -108,6 +108,23 @@ START_TEST(test_bad_flags)
 	expect_bad("missing value", "--kernel", NULL);
 	expect_bad("unexpected argument 'extra'", "extra", NULL);
 	expect_bad("--initrd needs --kernel", "--initrd", "x");
+	expect_bad("--virtio-console", "--virtio-console", "pty");
+	expect_bad("one stdio backend", "--virtio-console", "stdio");
+}
+END_TEST
+
+START_TEST(test_virtio_flags)
+{
+	struct vm_config c;
+	char err[256];
+
+	ck_assert_int_eq(parse(&c, err, "--rng", "--virtio-console", "file:/tmp/vc",
+			       "--console", "none", NULL), 0);
+	ck_assert(c.virtio_rng);
+	ck_assert(c.virtio_console_enabled);
+	ck_assert_int_eq(c.virtio_console, CONSOLE_FILE);
+	ck_assert_str_eq(c.virtio_console_path, "/tmp/vc");
+	ck_assert_int_eq(c.console, CONSOLE_NONE);
 }
 END_TEST
 
@@ -134,6 +151,7 @@ int main(void)
 	tcase_add_test(tc, test_defaults);
 	tcase_add_test(tc, test_bad_flags);
 	tcase_add_test(tc, test_config_lookup);
+	tcase_add_test(tc, test_virtio_flags);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
