@@ -75,9 +75,12 @@ int main(int argc, char **argv)
 	int vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
 	int sz = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
 	struct kvm_run *run = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
-	struct { struct kvm_cpuid2 c; struct kvm_cpuid_entry2 e[256]; } cpuid = { .c.nent = 256 };
-	if (ioctl(kvm, KVM_GET_SUPPORTED_CPUID, &cpuid) < 0 ||
-	    ioctl(vcpu, KVM_SET_CPUID2, &cpuid) < 0)
+	static union {
+		struct kvm_cpuid2 c;
+		uint8_t bytes[sizeof(struct kvm_cpuid2) + 256 * sizeof(struct kvm_cpuid_entry2)];
+	} cpuid = { .c.nent = 256 };
+	if (ioctl(kvm, KVM_GET_SUPPORTED_CPUID, &cpuid.c) < 0 ||
+	    ioctl(vcpu, KVM_SET_CPUID2, &cpuid.c) < 0)
 		die("cpuid");
 	struct kvm_sregs s;
 	ioctl(vcpu, KVM_GET_SREGS, &s);

@@ -1,0 +1,366 @@
+#include "devices/legacy/rtc.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "devices/device.h"
+#include "vmm/guest_mem.h"
+#include "vmm/log.h"
+#include "vmm/vm.h"
+
+#define KiB 1024ULL
+#define MiB (1024 * KiB)
+#define GiB (1024 * MiB)
+
+uint8_t rtc_bin_to_bcd(unsigned v)
+{
+	v %= 100;
+	return (uint8_t)(((v / 10) << 4) | (v % 10));
+}
+
+unsigned rtc_bcd_to_bin(uint8_t v)
+{
+	return (v >> 4) * 10 + (v & 0x0f);
+}
+
+void rtc_cmos_init(struct rtc_cmos *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->ram[RTC_REG_A] = 0x26;	/* 32.768 kHz time base, 1024 Hz rate */
+	c->ram[RTC_REG_B] = RTC_B_24H;
+	c->ram[RTC_REG_D] = RTC_D_VRT;
+}
+
+static void set_word(struct rtc_cmos *c, unsigned idx, uint64_t val)
+{
+	if (val > 0xffff)
+		val = 0xffff;
+	c->ram[idx] = (uint8_t)val;
+	c->ram[idx + 1] = (uint8_t)(val >> 8);
+}
+
+void rtc_cmos_set_memory(struct rtc_cmos *c, uint64_t below_4g, uint64_t above_4g,
+			 unsigned cpus)
+{
+	uint64_t v;
+
+	v = below_4g / KiB;
+	set_word(c, CMOS_BASE_MEM_LO, v < 640 ? v : 640);
+	v = below_4g > MiB ? (below_4g - MiB) / KiB : 0;
+	set_word(c, CMOS_EXT_MEM_LO, v);
+	set_word(c, CMOS_EXT_MEM2_LO, v);
+	v = below_4g > 16 * MiB ? (below_4g - 16 * MiB) / (64 * KiB) : 0;
+	set_word(c, CMOS_MEM_16M_LO, v);
+	v = above_4g / (64 * KiB);
+	if (v > 0xffffff)
+		v = 0xffffff;
+	c->ram[CMOS_MEM_4G_LO] = (uint8_t)v;
+	c->ram[CMOS_MEM_4G_LO + 1] = (uint8_t)(v >> 8);
+	c->ram[CMOS_MEM_4G_LO + 2] = (uint8_t)(v >> 16);
+	c->ram[CMOS_NR_CPUS_M1] = cpus ? (uint8_t)(cpus - 1) : 0;
+}
+
+static void guest_tm(const struct rtc_cmos *c, time_t now, struct tm *tm)
+{
+	time_t t = (time_t)(now + c->offset);
+
+	if (c->setting) {
+		*tm = c->set_tm;
+		return;
+	}
+	if (!gmtime_r(&t, tm)) {
+		memset(tm, 0, sizeof(*tm));
+		tm->tm_mday = 1;
+		tm->tm_year = 70;
+	}
+}
+
+static void commit_tm(struct rtc_cmos *c, struct tm *tm, time_t now)
+{
+	time_t t;
+
+	errno = 0;
+	t = timegm(tm);
+	if (t != (time_t)-1 || errno == 0)
+		c->offset = (int64_t)t - (int64_t)now;
+}
+
+static bool is_time_reg(unsigned reg)
+{
+	switch (reg) {
+	case RTC_SECONDS:
+	case RTC_MINUTES:
+	case RTC_HOURS:
+	case RTC_DAY_OF_WEEK:
+	case RTC_DAY_OF_MONTH:
+	case RTC_MONTH:
+	case RTC_YEAR:
+	case RTC_CENTURY:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static uint8_t encode(unsigned v, uint8_t reg_b)
+{
+	return (reg_b & RTC_B_DM_BINARY) ? (uint8_t)v : rtc_bin_to_bcd(v);
+}
+
+static unsigned decode(uint8_t v, uint8_t reg_b)
+{
+	return (reg_b & RTC_B_DM_BINARY) ? v : rtc_bcd_to_bin(v);
+}
+
+uint8_t rtc_encode_time_reg(const struct tm *tm, unsigned reg, uint8_t reg_b)
+{
+	unsigned year = (unsigned)(tm->tm_year + 1900);
+
+	switch (reg) {
+	case RTC_SECONDS:
+		return encode((unsigned)tm->tm_sec, reg_b);
+	case RTC_MINUTES:
+		return encode((unsigned)tm->tm_min, reg_b);
+	case RTC_HOURS:
+		if (reg_b & RTC_B_24H)
+			return encode((unsigned)tm->tm_hour, reg_b);
+		return encode(tm->tm_hour % 12 ? (unsigned)tm->tm_hour % 12 : 12, reg_b) |
+		       (tm->tm_hour >= 12 ? 0x80 : 0);
+	case RTC_DAY_OF_WEEK:
+		return encode((unsigned)tm->tm_wday + 1, reg_b);
+	case RTC_DAY_OF_MONTH:
+		return encode((unsigned)tm->tm_mday, reg_b);
+	case RTC_MONTH:
+		return encode((unsigned)tm->tm_mon + 1, reg_b);
+	case RTC_YEAR:
+		return encode(year % 100, reg_b);
+	case RTC_CENTURY:
+		return encode(year / 100, reg_b);
+	default:
+		return 0;
+	}
+}
+
+static void write_time_reg(struct rtc_cmos *c, unsigned reg, uint8_t val, time_t now)
+{
+	uint8_t reg_b = c->ram[RTC_REG_B];
+	struct tm tm;
+	int year;
+
+	guest_tm(c, now, &tm);
+	year = tm.tm_year + 1900;
+	switch (reg) {
+	case RTC_SECONDS:
+		tm.tm_sec = (int)decode(val, reg_b);
+		break;
+	case RTC_MINUTES:
+		tm.tm_min = (int)decode(val, reg_b);
+		break;
+	case RTC_HOURS:
+		if (reg_b & RTC_B_24H) {
+			tm.tm_hour = (int)decode(val, reg_b);
+		} else {
+			tm.tm_hour = (int)(decode(val & 0x7f, reg_b) % 12);
+			if (val & 0x80)
+				tm.tm_hour += 12;
+		}
+		break;
+	case RTC_DAY_OF_MONTH:
+		tm.tm_mday = (int)decode(val, reg_b);
+		break;
+	case RTC_MONTH:
+		tm.tm_mon = (int)decode(val, reg_b) - 1;
+		break;
+	case RTC_YEAR:
+		tm.tm_year = year - year % 100 + (int)decode(val, reg_b) - 1900;
+		break;
+	case RTC_CENTURY:
+		tm.tm_year = (int)decode(val, reg_b) * 100 + year % 100 - 1900;
+		break;
+	default:
+		return;	/* day of week follows from the date */
+	}
+	if (c->setting)
+		c->set_tm = tm;	/* committed when SET is cleared */
+	else
+		commit_tm(c, &tm, now);
+}
+
+static void write_reg_b(struct rtc_cmos *c, uint8_t val, time_t now)
+{
+	if ((val & RTC_B_SET) && !c->setting) {
+		guest_tm(c, now, &c->set_tm);
+		c->setting = true;
+	} else if (!(val & RTC_B_SET) && c->setting) {
+		c->setting = false;
+		commit_tm(c, &c->set_tm, now);
+	}
+	c->ram[RTC_REG_B] = val;
+}
+
+void rtc_cmos_reset(struct rtc_cmos *c, time_t now)
+{
+	uint8_t b = c->ram[RTC_REG_B];
+
+	b &= ~(RTC_B_PIE | RTC_B_AIE | RTC_B_UIE | RTC_B_SQWE | RTC_B_SET);
+	write_reg_b(c, b, now);
+	c->ram[RTC_REG_C] = 0;
+	c->index = 0;
+	c->nmi_masked = false;
+}
+
+uint8_t rtc_cmos_read(struct rtc_cmos *c, unsigned port_off, time_t now)
+{
+	unsigned reg = c->index;
+	struct tm tm;
+
+	if (port_off != 1)
+		return 0xff;	/* the index port is write-only */
+	if (is_time_reg(reg)) {
+		guest_tm(c, now, &tm);
+		return rtc_encode_time_reg(&tm, reg, c->ram[RTC_REG_B]);
+	}
+	switch (reg) {
+	case RTC_REG_A:
+		return c->ram[RTC_REG_A] & ~RTC_A_UIP;	/* never mid-update */
+	case RTC_REG_C:
+		return 0;	/* no interrupt flags: no RTC interrupts */
+	case RTC_REG_D:
+		return RTC_D_VRT;
+	default:
+		return c->ram[reg];
+	}
+}
+
+void rtc_cmos_write(struct rtc_cmos *c, unsigned port_off, uint8_t val, time_t now)
+{
+	unsigned reg;
+
+	if (port_off == 0) {
+		c->index = val & 0x7f;
+		c->nmi_masked = val & 0x80;
+		return;
+	}
+	if (port_off != 1)
+		return;
+	reg = c->index;
+	if (is_time_reg(reg)) {
+		write_time_reg(c, reg, val, now);
+		return;
+	}
+	switch (reg) {
+	case RTC_REG_A:
+		c->ram[RTC_REG_A] = val & ~RTC_A_UIP;
+		break;
+	case RTC_REG_B:
+		write_reg_b(c, val, now);
+		break;
+	case RTC_REG_C:
+	case RTC_REG_D:
+		break;	/* read-only */
+	default:
+		c->ram[reg] = val;
+		break;
+	}
+}
+
+/* The device. */
+
+struct rtc_dev {
+	pthread_mutex_t lock;
+	struct vm *vm;
+	struct rtc_cmos c;
+};
+
+static void rtc_io_read(void *opaque, uint64_t offset, void *data, unsigned len)
+{
+	struct rtc_dev *d = opaque;
+	uint8_t *p = data;
+	time_t now = time(NULL);
+
+	pthread_mutex_lock(&d->lock);
+	for (unsigned i = 0; i < len; i++)
+		p[i] = offset + i < 2 ? rtc_cmos_read(&d->c, (unsigned)(offset + i), now) : 0xff;
+	pthread_mutex_unlock(&d->lock);
+}
+
+static void rtc_io_write(void *opaque, uint64_t offset, const void *data, unsigned len)
+{
+	struct rtc_dev *d = opaque;
+	const uint8_t *p = data;
+	time_t now = time(NULL);
+
+	pthread_mutex_lock(&d->lock);
+	for (unsigned i = 0; i < len && offset + i < 2; i++)
+		rtc_cmos_write(&d->c, (unsigned)(offset + i), p[i], now);
+	pthread_mutex_unlock(&d->lock);
+}
+
+static const struct bus_dev_ops rtc_ops = {
+	.read = rtc_io_read,
+	.write = rtc_io_write,
+};
+
+static int rtc_realize(struct vm *vm, void **state)
+{
+	uint64_t below_4g, end, above_4g;
+	struct rtc_dev *d;
+	int ret;
+
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	d->vm = vm;
+	ret = -pthread_mutex_init(&d->lock, NULL);
+	if (ret)
+		goto err_free;
+
+	below_4g = gm_low_ram_end(&vm->mem);
+	end = gm_ram_end(&vm->mem);
+	above_4g = end > 4 * GiB ? end - 4 * GiB : 0;
+	rtc_cmos_init(&d->c);
+	rtc_cmos_set_memory(&d->c, below_4g, above_4g, vm->cfg ? vm->cfg->cpus : 1);
+
+	ret = bus_register(&vm->pio_bus, RTC_PORT_BASE, 2, &rtc_ops, d, "rtc");
+	if (ret)
+		goto err_mutex;
+	*state = d;
+	return 0;
+
+err_mutex:
+	pthread_mutex_destroy(&d->lock);
+err_free:
+	free(d);
+	return ret;
+}
+
+static void rtc_reset(void *state)
+{
+	struct rtc_dev *d = state;
+
+	pthread_mutex_lock(&d->lock);
+	rtc_cmos_reset(&d->c, time(NULL));
+	pthread_mutex_unlock(&d->lock);
+}
+
+static void rtc_destroy(void *state)
+{
+	struct rtc_dev *d = state;
+
+	if (!d)
+		return;
+	bus_unregister(&d->vm->pio_bus, RTC_PORT_BASE);
+	pthread_mutex_destroy(&d->lock);
+	free(d);
+}
+
+static struct device_desc rtc_desc = {
+	.name = "rtc",
+	.level = DEVICE_LEVEL_LEGACY,
+	.realize = rtc_realize,
+	.reset = rtc_reset,
+	.destroy = rtc_destroy,
+};
+DEVICE_REGISTER(rtc_desc);

@@ -1,0 +1,219 @@
+/* COM1: a 16550A at 0x3f8, IRQ 4, wired to the console chardev.
+ *
+ * Host input goes into the UART's receiver as far as it has room; the rest
+ * waits here and is fed in as the guest drains the FIFO, so typed input is
+ * never dropped. When this buffer is nearly full, stdin is taken off the
+ * event loop until the guest has read half of it. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "devices/chardev/chardev.h"
+#include "devices/device.h"
+#include "devices/legacy/uart_16550.h"
+#include "irqchip/irqchip.h"
+#include "vmm/log.h"
+#include "vmm/vm.h"
+
+#define SERIAL_BASE	0x3f8
+#define SERIAL_IRQ	4
+#define SERIAL_INBUF	(64 * 1024)
+
+struct serial {
+	pthread_mutex_t lock;
+	struct vm *vm;
+	struct uart16550 uart;
+	struct chardev *chr;
+
+	/* Host input the receiver had no room for (ring buffer). */
+	uint8_t *in;
+	size_t in_head, in_len;
+	bool in_paused;
+
+	struct ratelimit rl;
+};
+
+static void serial_tx(void *opaque, uint8_t byte)
+{
+	struct serial *s = opaque;
+
+	chardev_write(s->chr, &byte, 1);
+}
+
+static void serial_set_irq(void *opaque, bool level)
+{
+	struct serial *s = opaque;
+	int ret = irqchip_set_line(&s->vm->irqchip, SERIAL_IRQ, level);
+
+	if (ret < 0 && ratelimit_allow(&s->rl))
+		log_warn("serial: cannot set IRQ %d: %s", SERIAL_IRQ, strerror(-ret));
+}
+
+/* Move buffered input into the receiver. Called with the lock held. */
+static void serial_feed(struct serial *s)
+{
+	while (s->in_len) {
+		size_t chunk = SERIAL_INBUF - s->in_head;
+		size_t n;
+
+		if (chunk > s->in_len)
+			chunk = s->in_len;
+		n = uart16550_receive(&s->uart, s->in + s->in_head, chunk);
+		if (!n)
+			break;
+		s->in_head = (s->in_head + n) % SERIAL_INBUF;
+		s->in_len -= n;
+	}
+	if (s->in_paused && s->in_len <= SERIAL_INBUF / 2) {
+		s->in_paused = false;
+		chardev_resume_input(s->chr);
+	}
+}
+
+/* Main thread: bytes typed on the host. */
+static void serial_input(void *opaque, const uint8_t *buf, size_t len)
+{
+	struct serial *s = opaque;
+
+	pthread_mutex_lock(&s->lock);
+	if (!s->in_len) {
+		size_t n = uart16550_receive(&s->uart, buf, len);
+
+		buf += n;
+		len -= n;
+	}
+	while (len) {
+		size_t tail = (s->in_head + s->in_len) % SERIAL_INBUF;
+		size_t room = SERIAL_INBUF - s->in_len;
+		size_t chunk = SERIAL_INBUF - tail;
+
+		if (chunk > room)
+			chunk = room;
+		if (chunk > len)
+			chunk = len;
+		if (!chunk) {
+			/* Cannot happen: input pauses with CHARDEV_READ_MAX
+			 * bytes of room left. */
+			log_warn("serial: input buffer full, %zu bytes dropped", len);
+			break;
+		}
+		memcpy(s->in + tail, buf, chunk);
+		s->in_len += chunk;
+		buf += chunk;
+		len -= chunk;
+	}
+	if (!s->in_paused && SERIAL_INBUF - s->in_len < CHARDEV_READ_MAX) {
+		s->in_paused = true;
+		chardev_pause_input(s->chr);
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void serial_quit(void *opaque)
+{
+	struct serial *s = opaque;
+
+	vm_request_quit(s->vm, "console escape C-a x");
+}
+
+static void serial_io_read(void *opaque, uint64_t offset, void *data, unsigned len)
+{
+	struct serial *s = opaque;
+
+	pthread_mutex_lock(&s->lock);
+	uart16550_io_read(&s->uart, offset, data, len);
+	if (s->in_len)
+		serial_feed(s);
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void serial_io_write(void *opaque, uint64_t offset, const void *data, unsigned len)
+{
+	struct serial *s = opaque;
+
+	pthread_mutex_lock(&s->lock);
+	uart16550_io_write(&s->uart, offset, data, len);
+	if (s->in_len)
+		serial_feed(s);
+	pthread_mutex_unlock(&s->lock);
+}
+
+static const struct bus_dev_ops serial_ops = {
+	.read = serial_io_read,
+	.write = serial_io_write,
+};
+
+static int serial_realize(struct vm *vm, void **state)
+{
+	struct serial *s;
+	int ret;
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->vm = vm;
+	s->rl = (struct ratelimit)RATELIMIT_INIT(5000, 5);
+	ret = -pthread_mutex_init(&s->lock, NULL);
+	if (ret)
+		goto err_free;
+	s->in = malloc(SERIAL_INBUF);
+	if (!s->in) {
+		ret = -ENOMEM;
+		goto err_mutex;
+	}
+	uart16550_init(&s->uart, serial_tx, serial_set_irq, s);
+
+	s->chr = chardev_create(vm->cfg, vm->loop, serial_input, serial_quit, s, &ret);
+	if (!s->chr)
+		goto err_in;
+
+	ret = bus_register(&vm->pio_bus, SERIAL_BASE, UART_NR_REGS, &serial_ops, s, "serial");
+	if (ret)
+		goto err_chr;
+
+	*state = s;
+	return 0;
+
+err_chr:
+	chardev_destroy(s->chr);
+err_in:
+	free(s->in);
+err_mutex:
+	pthread_mutex_destroy(&s->lock);
+err_free:
+	free(s);
+	return ret;
+}
+
+/* Buffered host input survives: it was typed, the rebooted guest gets it. */
+static void serial_reset(void *state)
+{
+	struct serial *s = state;
+
+	pthread_mutex_lock(&s->lock);
+	uart16550_reset(&s->uart);
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void serial_destroy(void *state)
+{
+	struct serial *s = state;
+
+	if (!s)
+		return;
+	bus_unregister(&s->vm->pio_bus, SERIAL_BASE);
+	chardev_destroy(s->chr);
+	free(s->in);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+static struct device_desc serial_desc = {
+	.name = "serial",
+	.level = DEVICE_LEVEL_LEGACY,
+	.realize = serial_realize,
+	.reset = serial_reset,
+	.destroy = serial_destroy,
+};
+DEVICE_REGISTER(serial_desc);
