@@ -117,14 +117,15 @@ rt_ap64:
 	hlt
 	jmp	2b
 
-/* ---- Exception stubs: vector v at rt_isr_stubs + 16 * v (the static IDT
- * relies on that stride). Vectors without an error code push a dummy 0. */
+/* ---- Exception and interrupt stubs: vector v at rt_isr_stubs + 16 * v
+ * (the static IDT relies on that stride; a stub is at most 12 bytes).
+ * Vectors without an error code (all of 32-255) push a dummy 0. */
 	.section .text.isr, "ax", @progbits
 	.balign 16
 	.globl	rt_isr_stubs
 rt_isr_stubs:
 	.set	vec, 0
-	.rept	32
+	.rept	256
 	.balign	16
 	.if	(vec == 8) || ((vec >= 10) && (vec <= 14)) || (vec == 17) || (vec == 21) || (vec == 29) || (vec == 30)
 	.else
@@ -140,7 +141,8 @@ rt_isr_stubs:
  * rip, cs, rflags, rsp, ss. 22 qwords, so RSP stays 16-byte aligned.
  *
  * KVM's instruction emulator cannot execute iretq in protected/long mode,
- * so when rt_exception() returns (a fixup was armed), we resume without it:
+ * so when rt_exception() returns (a fixup was armed, or the vector was an
+ * interrupt, >= 32, dispatched by rt_irq_dispatch), we resume without it:
  * RIP and RFLAGS are stored just below the interrupted RSP (guests are built
  * with -mno-red-zone, so nothing lives there), then popfq; ret. CS and SS
  * never change (everything runs at CPL0 with the same selectors).
@@ -231,8 +233,9 @@ rt_gdt_desc:
 	.balign	16
 rt_idt:
 	.set	vec, 0
-	.rept	32
-	.word	rt_isr_lo16 + vec * 16	/* rt_isr_lo16/hi16: see guest.ld */
+	.rept	256			/* 32-255: rt_irq_dispatch() (exceptions.c) */
+	.word	rt_isr_lo16 + vec * 16	/* rt_isr_lo16/hi16: see guest.ld; an
+					 * R_X86_64_16 overflow fails the link */
 	.word	SEL_CODE64
 	.byte	0, 0x8e			/* present, DPL0, 64-bit interrupt gate */
 	.word	rt_isr_hi16

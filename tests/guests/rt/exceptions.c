@@ -28,13 +28,70 @@ void rt_set_fault_fixup(unsigned vector, uint64_t resume_rip)
 		fixup_rip[vector] = resume_rip;
 }
 
+/* A few registrations, searched on dispatch: this keeps .bss (cleared at
+ * every boot) small. */
+#define RT_IRQ_SLOTS 16
+static struct {
+	rt_irq_handler_t fn;
+	void *arg;
+	uint32_t vector;
+} irq_slot[RT_IRQ_SLOTS];
+static uint32_t irq_nslots;
+volatile uint32_t rt_irq_count[256];
+
+void rt_set_irq_handler(unsigned vector, rt_irq_handler_t fn, void *arg)
+{
+	unsigned i;
+
+	if (vector < RT_IRQ_VECTOR_MIN || vector > 255)
+		return;
+	for (i = 0; i < irq_nslots && irq_slot[i].vector != vector; i++)
+		;
+	if (i == RT_IRQ_SLOTS) {
+		rt_printf("rt: no free interrupt handler slot for vector %u\n", vector);
+		rt_exit(RT_EXC_FATAL_EXIT);
+	}
+	/* Callers register with interrupts disabled; the order still keeps a
+	 * racing dispatch from seeing a new fn with an old arg. */
+	irq_slot[i].fn = NULL;
+	rt_barrier();
+	irq_slot[i].vector = vector;
+	irq_slot[i].arg = arg;
+	rt_barrier();
+	irq_slot[i].fn = fn;
+	if (i == irq_nslots)
+		irq_nslots++;
+}
+
+static void rt_irq_dispatch(unsigned v)
+{
+	rt_atomic_inc(&rt_irq_count[v]);
+	for (unsigned i = 0; i < irq_nslots; i++) {
+		if (irq_slot[i].vector == v) {
+			rt_irq_handler_t fn = irq_slot[i].fn;
+			if (fn)
+				fn(v, irq_slot[i].arg);
+			break;
+		}
+	}
+	if (v != RT_SPURIOUS_VECTOR)
+		mmio_write32(RT_LAPIC_BASE + 0xb0, 0); /* EOI */
+}
+
 void rt_exception(struct rt_frame *f);
 
-/* Returns only when a fixup was armed; f->rip is then the resume point. */
+/* Returns when a fixup was armed (f->rip is then the resume point) and after
+ * every interrupt (vector >= 32). */
 void rt_exception(struct rt_frame *f)
 {
-	uint64_t cr2 = rt_read_cr2();
 	unsigned v = (unsigned)f->vector;
+
+	if (v >= RT_IRQ_VECTOR_MIN) {
+		rt_irq_dispatch(v);
+		return;
+	}
+
+	uint64_t cr2 = rt_read_cr2();
 
 	rt_last_exception.vector = v;
 	rt_last_exception.error = f->error;

@@ -204,6 +204,27 @@ void rt_set_fault_fixup(unsigned vector, uint64_t resume_rip);
 int rt_try_read64(uint64_t addr, uint64_t *val);
 const char *rt_exception_name(unsigned vector);
 
+/* ---- Interrupts: vectors 32-255 ----
+ * Every vector >= 32 has an IDT gate. On delivery rt_irq_count[v] is
+ * incremented, the handler registered for v (if any) runs with interrupts
+ * disabled, and the LAPIC EOI register (0xfee000b0) is written, except for
+ * RT_SPURIOUS_VECTOR (the SVR's vector, which takes no EOI). Enabling the
+ * LAPIC and sources is up to the guest (rt/apic.h). Return is via
+ * popfq; ret like the exception fixups, so RFLAGS.IF is restored. */
+#define RT_IRQ_VECTOR_MIN 32
+#define RT_SPURIOUS_VECTOR 0xffu
+typedef void (*rt_irq_handler_t)(unsigned vector, void *arg);
+/* fn == NULL unregisters (the vector is then only counted and EOIed). At
+ * most 16 vectors can have handlers; a 17th is a fatal error. */
+void rt_set_irq_handler(unsigned vector, rt_irq_handler_t fn, void *arg);
+extern volatile uint32_t rt_irq_count[256];
+
+static inline void rt_irq_enable(void) { __asm__ volatile("sti" ::: "memory"); }
+static inline void rt_irq_disable(void) { __asm__ volatile("cli" ::: "memory"); }
+/* With interrupts disabled: atomically enable them and halt until one is
+ * taken (sti's one-instruction shadow covers the hlt), then disable again. */
+static inline void rt_irq_wait(void) { __asm__ volatile("sti; hlt; cli" ::: "memory"); }
+
 /* ---- SMP ----
  * Copies the real-mode trampoline to 0x10000, enables the BSP's LAPIC, sends
  * INIT + SIPI(0x10) to APIC IDs 0..n-1 except the BSP's own, and waits
