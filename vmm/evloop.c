@@ -1,12 +1,14 @@
 #include "vmm/evloop.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
 struct evloop_entry {
 	int fd;
+	bool dead;		/* deleted during a dispatch round */
 	evloop_cb cb;
 	void *opaque;
 	struct evloop_entry *next;
@@ -15,8 +17,10 @@ struct evloop_entry {
 struct evloop {
 	int epfd;
 	struct evloop_entry *entries;
-	/* Bumped on every delete so a dispatch round skips stale events. */
-	unsigned generation;
+	/* Entries deleted while dispatching: freed when the round ends, so an
+	 * event already fetched for them is recognised as stale. */
+	struct evloop_entry *graveyard;
+	bool dispatching;
 };
 
 struct evloop *evloop_create(void)
@@ -102,36 +106,38 @@ int evloop_del(struct evloop *loop, int fd)
 		return -ENOENT;
 	epoll_ctl(loop->epfd, EPOLL_CTL_DEL, fd, NULL);
 	*link = e->next;
-	free(e);
-	loop->generation++;
-	return 0;
-}
-
-static int evloop_entry_live(struct evloop *loop, struct evloop_entry *e)
-{
-	for (struct evloop_entry *p = loop->entries; p; p = p->next)
-		if (p == e)
-			return 1;
+	if (loop->dispatching) {
+		e->dead = true;
+		e->next = loop->graveyard;
+		loop->graveyard = e;
+	} else {
+		free(e);
+	}
 	return 0;
 }
 
 int evloop_run_once(struct evloop *loop, int timeout_ms)
 {
 	struct epoll_event evs[32];
-	unsigned gen;
 	int n;
 
 	n = epoll_wait(loop->epfd, evs, 32, timeout_ms);
 	if (n < 0)
 		return errno == EINTR ? 0 : -errno;
-	gen = loop->generation;
+	loop->dispatching = true;
 	for (int i = 0; i < n; i++) {
 		struct evloop_entry *e = evs[i].data.ptr;
 
 		/* A callback earlier in this round may have removed this entry. */
-		if (loop->generation != gen && !evloop_entry_live(loop, e))
-			continue;
-		e->cb(e->opaque, evs[i].events);
+		if (!e->dead)
+			e->cb(e->opaque, evs[i].events);
+	}
+	loop->dispatching = false;
+	while (loop->graveyard) {
+		struct evloop_entry *e = loop->graveyard;
+
+		loop->graveyard = e->next;
+		free(e);
 	}
 	return n;
 }

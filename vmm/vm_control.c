@@ -41,7 +41,7 @@ static int backend_stop(void *opaque, char *err, size_t errlen)
 	struct vm *vm = opaque;
 	int ret;
 
-	if (vm->state == VM_STATE_PAUSED)
+	if (__atomic_load_n(&vm->state, __ATOMIC_ACQUIRE) == VM_STATE_PAUSED)
 		return 1;
 	ret = vm_pause(vm);
 	if (ret)
@@ -54,7 +54,7 @@ static int backend_cont(void *opaque, char *err, size_t errlen)
 	struct vm *vm = opaque;
 	int ret;
 
-	if (vm->state == VM_STATE_RUNNING)
+	if (__atomic_load_n(&vm->state, __ATOMIC_ACQUIRE) == VM_STATE_RUNNING)
 		return 1;
 	ret = vm_resume(vm);
 	if (ret)
@@ -220,6 +220,7 @@ static void on_shutdown_timeout(void *opaque, uint32_t events)
 		return;
 	log_warn("guest did not power off within %u s of the power button; quitting",
 		 vm->cfg->shutdown_timeout_s);
+	vm_emit_event(vm, "SHUTDOWN", json_pack("{s:b, s:s}", "guest", 0, "reason", "host-signal"));
 	vm_request_quit(vm, "shutdown timeout");
 }
 

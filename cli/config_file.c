@@ -1,0 +1,383 @@
+#include "cli/config_file.h"
+
+#include "cli/args.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CONFIG_MAX_CPUS 1024
+#define DISK_SERIAL_MAX 20	/* virtio-blk ID string */
+/* The same bounds as --memory. */
+#define MEMORY_MIN (16ULL << 20)
+#define MEMORY_MAX (1ULL << 40)
+
+/* Every string handed out, so config_file_free() can release them. */
+static char **cf_strings;
+static size_t cf_nr, cf_cap;
+
+struct loader {
+	struct vm_config cfg;	/* working copy, committed on success */
+	size_t first_string;	/* cf_strings index where this load began */
+	char *err;
+	size_t errlen;
+};
+
+static int fail(struct loader *ld, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static int fail(struct loader *ld, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (ld->errlen) {
+		va_start(ap, fmt);
+		vsnprintf(ld->err, ld->errlen, fmt, ap);
+		va_end(ap);
+	}
+	return -EINVAL;
+}
+
+static char *keep(struct loader *ld, char *s)
+{
+	if (!s)
+		return NULL;
+	if (cf_nr == cf_cap) {
+		size_t cap = cf_cap ? cf_cap * 2 : 16;
+		char **n = realloc(cf_strings, cap * sizeof(*n));
+
+		if (!n) {
+			free(s);
+			return NULL;
+		}
+		cf_strings = n;
+		cf_cap = cap;
+	}
+	(void)ld;
+	cf_strings[cf_nr++] = s;
+	return s;
+}
+
+static void drop_since(size_t first)
+{
+	while (cf_nr > first)
+		free(cf_strings[--cf_nr]);
+}
+
+void config_file_free(void)
+{
+	drop_since(0);
+	free(cf_strings);
+	cf_strings = NULL;
+	cf_cap = 0;
+}
+
+static int get_string(struct loader *ld, json_t *v, const char *field, bool nonempty,
+		      const char **out)
+{
+	char *s;
+
+	if (!json_is_string(v))
+		return fail(ld, "%s: expected string", field);
+	if (nonempty && !json_string_length(v))
+		return fail(ld, "%s: must not be empty", field);
+	if (strlen(json_string_value(v)) != json_string_length(v))
+		return fail(ld, "%s: must not contain NUL", field);
+	s = keep(ld, strdup(json_string_value(v)));
+	if (!s)
+		return fail(ld, "%s: out of memory", field);
+	*out = s;
+	return 0;
+}
+
+static int get_uint(struct loader *ld, json_t *v, const char *field,
+		    json_int_t min, json_int_t max, unsigned *out)
+{
+	json_int_t n;
+
+	if (!json_is_integer(v))
+		return fail(ld, "%s: expected integer", field);
+	n = json_integer_value(v);
+	if (n < min || n > max)
+		return fail(ld, "%s: must be between %lld and %lld", field,
+			    (long long)min, (long long)max);
+	*out = (unsigned)n;
+	return 0;
+}
+
+static int get_memory(struct loader *ld, json_t *v)
+{
+	uint64_t bytes;
+
+	if (json_is_integer(v)) {
+		if (json_integer_value(v) <= 0)
+			return fail(ld, "memory: must be positive");
+		bytes = (uint64_t)json_integer_value(v);
+	} else if (json_is_string(v)) {
+		/* The --memory syntax: K/M/G suffixes, bare numbers are MiB. */
+		if (parse_size(json_string_value(v), &bytes) < 0)
+			return fail(ld, "memory: '%s' is not a size (e.g. 512M, 2G)",
+				    json_string_value(v));
+	} else {
+		return fail(ld, "memory: expected integer or size string");
+	}
+	if (bytes < MEMORY_MIN)
+		return fail(ld, "memory: %llu bytes is too small (minimum 16M)",
+			    (unsigned long long)bytes);
+	if (bytes % 4096)
+		return fail(ld, "memory: %llu bytes is not a multiple of 4 KiB",
+			    (unsigned long long)bytes);
+	if (bytes > MEMORY_MAX)
+		return fail(ld, "memory: %llu bytes is larger than 1 TiB",
+			    (unsigned long long)bytes);
+	ld->cfg.memory = bytes;
+	return 0;
+}
+
+static int get_console(struct loader *ld, json_t *v)
+{
+	const char *s;
+
+	if (!json_is_string(v))
+		return fail(ld, "console: expected string");
+	s = json_string_value(v);
+	if (!strcmp(s, "stdio")) {
+		ld->cfg.console = CONSOLE_STDIO;
+		ld->cfg.console_path = NULL;
+	} else if (!strcmp(s, "none")) {
+		ld->cfg.console = CONSOLE_NONE;
+		ld->cfg.console_path = NULL;
+	} else if (!strncmp(s, "file:", 5) && s[5]) {
+		char *p = keep(ld, strdup(s + 5));
+
+		if (!p)
+			return fail(ld, "console: out of memory");
+		ld->cfg.console = CONSOLE_FILE;
+		ld->cfg.console_path = p;
+	} else {
+		return fail(ld, "console: expected \"stdio\", \"none\" or \"file:PATH\"");
+	}
+	return 0;
+}
+
+/* Append ",key=value" to the option string being built. */
+static int opt_append(char **buf, size_t *len, const char *key, const char *val)
+{
+	size_t add = strlen(key) + strlen(val) + 2;
+	char *n = realloc(*buf, *len + add + 1);
+
+	if (!n)
+		return -ENOMEM;
+	*len += (size_t)sprintf(n + *len, "%s%s=%s", *len ? "," : "", key, val);
+	*buf = n;
+	return 0;
+}
+
+static int get_disk(struct loader *ld, json_t *d, size_t idx, const char **out)
+{
+	static const char *const str_keys[] = { "path", "serial", "aio", "cache" };
+	char field[64], *opt = NULL;
+	size_t len = 0, i;
+	const char *key;
+	json_t *v;
+	int r = 0;
+
+	if (!json_is_object(d))
+		return fail(ld, "disks[%zu]: expected object", idx);
+	json_object_foreach(d, key, v) {
+		bool known = !strcmp(key, "readonly");
+
+		for (i = 0; i < sizeof(str_keys) / sizeof(str_keys[0]); i++)
+			known |= !strcmp(key, str_keys[i]);
+		if (!known)
+			return fail(ld, "disks[%zu].%s: unknown key", idx, key);
+	}
+	if (!json_object_get(d, "path"))
+		return fail(ld, "disks[%zu].path: missing", idx);
+
+	for (i = 0; i < sizeof(str_keys) / sizeof(str_keys[0]); i++) {
+		const char *s;
+
+		v = json_object_get(d, str_keys[i]);
+		if (!v)
+			continue;
+		snprintf(field, sizeof(field), "disks[%zu].%s", idx, str_keys[i]);
+		if (!json_is_string(v)) {
+			r = fail(ld, "%s: expected string", field);
+			goto out;
+		}
+		s = json_string_value(v);
+		if (!*s) {
+			r = fail(ld, "%s: must not be empty", field);
+			goto out;
+		}
+		if (strchr(s, ',') || strlen(s) != json_string_length(v)) {
+			r = fail(ld, "%s: must not contain ',' or NUL", field);
+			goto out;
+		}
+		if (!strcmp(str_keys[i], "serial") && strlen(s) > DISK_SERIAL_MAX) {
+			r = fail(ld, "%s: at most %d characters", field, DISK_SERIAL_MAX);
+			goto out;
+		}
+		if (opt_append(&opt, &len, str_keys[i], s) < 0)
+			goto oom;
+		/* readonly goes right after path. */
+		if (i == 0 && (v = json_object_get(d, "readonly"))) {
+			if (!json_is_boolean(v)) {
+				r = fail(ld, "disks[%zu].readonly: expected boolean", idx);
+				goto out;
+			}
+			if (opt_append(&opt, &len, "readonly",
+				       json_is_true(v) ? "on" : "off") < 0)
+				goto oom;
+		}
+	}
+	*out = keep(ld, opt);
+	opt = NULL;
+	if (!*out)
+		r = fail(ld, "disks[%zu]: out of memory", idx);
+	goto out;
+oom:
+	r = fail(ld, "disks[%zu]: out of memory", idx);
+out:
+	free(opt);
+	return r;
+}
+
+static int get_disks(struct loader *ld, json_t *v)
+{
+	json_t *d;
+	size_t i;
+	int r;
+
+	if (!json_is_array(v))
+		return fail(ld, "disks: expected array");
+	if (json_array_size(v) > CONFIG_MAX_DISKS)
+		return fail(ld, "disks: at most %d disks", CONFIG_MAX_DISKS);
+	json_array_foreach(v, i, d) {
+		r = get_disk(ld, d, i, &ld->cfg.disks[i]);
+		if (r < 0)
+			return r;
+	}
+	for (i = json_array_size(v); i < CONFIG_MAX_DISKS; i++)
+		ld->cfg.disks[i] = NULL;
+	ld->cfg.nr_disks = (unsigned)json_array_size(v);
+	return 0;
+}
+
+static int get_choice(struct loader *ld, json_t *v, const char *field,
+		      const char *a, const char *b, int *out)
+{
+	if (!json_is_string(v))
+		return fail(ld, "%s: expected string", field);
+	if (!strcmp(json_string_value(v), a))
+		*out = 0;
+	else if (!strcmp(json_string_value(v), b))
+		*out = 1;
+	else
+		return fail(ld, "%s: expected \"%s\" or \"%s\"", field, a, b);
+	return 0;
+}
+
+static int apply(struct loader *ld, json_t *root)
+{
+	const char *key;
+	json_t *v;
+	int r, choice = 0;
+
+	if (!json_is_object(root))
+		return fail(ld, "expected a JSON object at the top level");
+	json_object_foreach(root, key, v) {
+		if (!strcmp(key, "kernel")) {
+			r = get_string(ld, v, key, true, &ld->cfg.kernel);
+		} else if (!strcmp(key, "initrd")) {
+			r = get_string(ld, v, key, true, &ld->cfg.initrd);
+		} else if (!strcmp(key, "cmdline")) {
+			r = get_string(ld, v, key, false, &ld->cfg.cmdline);
+		} else if (!strcmp(key, "api_sock")) {
+			r = get_string(ld, v, key, true, &ld->cfg.api_sock);
+		} else if (!strcmp(key, "cpus")) {
+			r = get_uint(ld, v, key, 1, CONFIG_MAX_CPUS, &ld->cfg.cpus);
+		} else if (!strcmp(key, "shutdown_timeout")) {
+			r = get_uint(ld, v, key, 0, 86400, &ld->cfg.shutdown_timeout_s);
+		} else if (!strcmp(key, "memory")) {
+			r = get_memory(ld, v);
+		} else if (!strcmp(key, "disks")) {
+			r = get_disks(ld, v);
+		} else if (!strcmp(key, "console")) {
+			r = get_console(ld, v);
+		} else if (!strcmp(key, "on_reboot")) {
+			r = get_choice(ld, v, key, "restart", "exit", &choice);
+			if (!r)
+				ld->cfg.on_reboot = choice ? REBOOT_EXIT : REBOOT_RESTART;
+		} else if (!strcmp(key, "cpu_model")) {
+			r = get_choice(ld, v, key, "host", "baseline", &choice);
+			if (!r)
+				ld->cfg.cpu_model = choice ? CPU_MODEL_BASELINE : CPU_MODEL_HOST;
+		} else if (!strcmp(key, "hugepages")) {
+			r = json_is_boolean(v) ? 0 : fail(ld, "%s: expected boolean", key);
+			if (!r)
+				ld->cfg.hugepages = json_is_true(v);
+		} else {
+			r = fail(ld, "%s: unknown key", key);
+		}
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int load(json_t *root, json_error_t *jerr, struct vm_config *cfg,
+		char *err, size_t errlen)
+{
+	struct loader ld = { .cfg = *cfg, .first_string = cf_nr, .err = err,
+			     .errlen = errlen };
+	int r;
+
+	if (errlen)
+		err[0] = '\0';
+	if (!root) {
+		if (jerr->line > 0)
+			return fail(&ld, "line %d, column %d: %s", jerr->line,
+				    jerr->column, jerr->text);
+		return fail(&ld, "%s", jerr->text);
+	}
+	r = apply(&ld, root);
+	json_decref(root);
+	if (r < 0) {
+		drop_since(ld.first_string);
+		return r;
+	}
+	*cfg = ld.cfg;
+	return 0;
+}
+
+int config_file_parse(const char *text, size_t len, struct vm_config *cfg,
+		      char *err, size_t errlen)
+{
+	json_error_t jerr;
+	json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+
+	return load(root, &jerr, cfg, err, errlen);
+}
+
+int config_file_load(const char *path, struct vm_config *cfg, char *err, size_t errlen)
+{
+	json_error_t jerr;
+	json_t *root;
+	FILE *f = fopen(path, "re");
+
+	if (!f) {
+		int r = -errno;
+
+		if (errlen)
+			snprintf(err, errlen, "%s", strerror(-r));
+		return r;
+	}
+	root = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);
+	fclose(f);
+	return load(root, &jerr, cfg, err, errlen);
+}

@@ -1,0 +1,45 @@
+/* JSON VM configuration files (`ember run --config FILE`).
+ *
+ * The loader only sets the fields present in the file, so the CLI can
+ * apply config_defaults(), then the file, then its own flags on top:
+ *
+ *   {
+ *     "kernel": "/path/vmlinux", "initrd": "/path/initrd.img",
+ *     "cmdline": "console=ttyS0", "cpus": 2,
+ *     "memory": "512M",          (integer bytes, or a --memory string:
+ *                                  K/M/G suffix, bare numbers are MiB)
+ *     "disks": [ {"path": "/img", "readonly": true, "serial": "root",
+ *                 "aio": "io_uring", "cache": "none"} ],
+ *     "console": "stdio" | "none" | "file:PATH",
+ *     "on_reboot": "restart" | "exit", "cpu_model": "host" | "baseline",
+ *     "api_sock": "/run/ember/vm.sock", "shutdown_timeout": 30,
+ *     "hugepages": false
+ *   }
+ *
+ * "disks" replaces cfg->disks[] / nr_disks with option strings of the
+ * --disk form ("path=/img,readonly=on,serial=root,aio=io_uring,cache=none");
+ * CLI --disk flags may then append to them.
+ *
+ * Strings stored into cfg are allocated by the loader and stay valid until
+ * config_file_free(). */
+#ifndef EMBER_CLI_CONFIG_FILE_H
+#define EMBER_CLI_CONFIG_FILE_H
+
+#include <stddef.h>
+
+#include "vmm/config.h"
+
+/* Returns 0, or a negative errno with a message in err such as
+ * "disks[1].path: expected string", "memory: expected integer or size
+ * string", "foo: unknown key" or "line 3, column 7: <syntax error>"
+ * (the caller prefixes the file name). On failure cfg is unchanged. */
+int config_file_load(const char *path, struct vm_config *cfg, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+/* The same, from text in memory. */
+int config_file_parse(const char *text, size_t len, struct vm_config *cfg,
+		      char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+/* Free every string any successful load stored into a vm_config. */
+void config_file_free(void);
+
+#endif
