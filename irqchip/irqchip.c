@@ -31,11 +31,19 @@ int irqchip_create(struct irqchip *ic, struct kvm_vm *kvm)
 		log_err("KVM_CREATE_PIT2 failed: %s", strerror(-ret));
 		return ret;
 	}
+	ret = irq_routing_init(&ic->routing, kvm);
+	if (!ret)
+		ret = irq_routing_commit(&ic->routing);
+	if (ret) {
+		log_err("cannot set up the GSI routing table: %s", strerror(-ret));
+		return ret;
+	}
 	return 0;
 }
 
 void irqchip_destroy(struct irqchip *ic)
 {
+	irq_routing_destroy(&ic->routing);
 	free(ic->saved_state);
 	ic->saved_state = NULL;
 }

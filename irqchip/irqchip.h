@@ -1,9 +1,12 @@
-/* The in-kernel irqchip (PIC, IOAPIC, LAPIC, PIT) and interrupt lines. */
+/* The in-kernel irqchip (PIC, IOAPIC, LAPIC, PIT), interrupt lines, and
+ * the GSI routing table (irqchip/routing.h) that MSI and irqfd users share. */
 #ifndef EMBER_IRQCHIP_H
 #define EMBER_IRQCHIP_H
 
 #include <stdbool.h>
 #include <stdint.h>
+
+#include "irqchip/routing.h"
 
 struct kvm_vm;
 
@@ -14,6 +17,7 @@ struct kvm_vm;
 struct irqchip {
 	struct kvm_vm *kvm;
 	void *saved_state;	/* power-on PIC/IOAPIC/PIT state for reset */
+	struct irq_routing routing;	/* set up by irqchip_create */
 };
 
 int irqchip_create(struct irqchip *ic, struct kvm_vm *kvm)

@@ -88,6 +88,18 @@ static void start_dev(const char *extra, uint64_t want)
 	ck_assert_uint_eq(virtio_dev_get_status(dev) & VIRTIO_STATUS_DRIVER_OK, VIRTIO_STATUS_DRIVER_OK);
 }
 
+/* The used element of a rejected chain is pushed while the chain is
+ * walked; NEEDS_RESET and the config interrupt follow on the I/O thread. */
+static void wait_needs_reset(void)
+{
+	for (int i = 0; i < 2000; i++) {
+		if ((virtio_dev_get_status(dev) & VIRTIO_STATUS_NEEDS_RESET) &&
+		    __atomic_load_n(&config_irqs, __ATOMIC_SEQ_CST))
+			return;
+		usleep(1000);
+	}
+}
+
 static void wait_used(uint16_t n)
 {
 	struct timespec t0, t;
@@ -501,6 +513,7 @@ START_TEST(test_no_status_byte_needs_reset)
 	mock_vq_add_chain(&mq, &b, 1);
 	virtio_dev_queue_notify(dev, 0);
 	wait_used(1);
+	wait_needs_reset();
 	ck_assert_uint_eq(mock_vq_used_elem(&mq, 0).len, 0);
 	ck_assert_uint_eq(virtio_dev_get_status(dev) & VIRTIO_STATUS_NEEDS_RESET,
 			  VIRTIO_STATUS_NEEDS_RESET);
@@ -530,6 +543,7 @@ START_TEST(test_malformed_chain_needs_reset)
 	mock_vq_publish(&mq, 0);
 	virtio_dev_queue_notify(dev, 0);
 	wait_used(1);
+	wait_needs_reset();
 	ck_assert_uint_eq(mock_vq_used_elem(&mq, 0).id, 0);
 	ck_assert_uint_eq(mock_vq_used_elem(&mq, 0).len, 0);
 	ck_assert_uint_eq(virtio_dev_get_status(dev) & VIRTIO_STATUS_NEEDS_RESET,

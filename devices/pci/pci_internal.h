@@ -1,0 +1,46 @@
+/* Shared by the sources in devices/pci only. */
+#ifndef EMBER_PCI_INTERNAL_H
+#define EMBER_PCI_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "devices/pci/pci.h"
+
+struct pci_msix_msg {
+	uint64_t addr;
+	uint32_t data;
+	bool valid;
+};
+
+struct pci_msix {
+	pthread_mutex_t lock;		/* table, PBA, control state */
+	struct pci_device *dev;
+	unsigned nvec;
+	unsigned cap;			/* capability offset in config space */
+	unsigned table_bar, pba_bar;
+	uint32_t table_off, pba_off;
+	uint8_t *table;			/* nvec * 16 bytes, little-endian */
+	uint64_t *pba;			/* (nvec + 63) / 64 words */
+	int enabled;			/* atomic: read lock-free by notify paths */
+	bool fmask;
+	struct pci_msix_msg *routed;	/* message last handed to msi_route */
+	uint64_t fired;			/* statistics */
+};
+
+int pci_msix_create(struct pci_device *d, unsigned nvec, unsigned table_bar, uint32_t table_off,
+		    unsigned pba_bar, uint32_t pba_off);
+void pci_msix_destroy(struct pci_msix *m);
+void pci_msix_reset(struct pci_msix *m);
+/* Message control in config space changed (the host holds cfg_lock). */
+void pci_msix_control_written(struct pci_msix *m);
+/* Table/PBA accesses: true when [off, off+len) of `bar` touches them. */
+bool pci_msix_bar_read(struct pci_msix *m, unsigned bar, uint64_t off, void *data, unsigned len);
+bool pci_msix_bar_write(struct pci_msix *m, unsigned bar, uint64_t off, const void *data,
+			unsigned len);
+
+/* Recompute the INTx line after a level, INTX_DISABLE or MSI-X change. */
+void pci_intx_update(struct pci_device *d);
+
+#endif

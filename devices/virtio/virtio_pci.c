@@ -1,0 +1,620 @@
+/* virtio-pci modern transport (see virtio_pci.h for the layout), and the
+ * virtio-blk instances it carries, one per --disk. */
+#include "devices/virtio/virtio_pci.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "accel/kvm.h"
+#include "devices/device.h"
+#include "devices/virtio/blk.h"
+#include "vmm/log.h"
+#include "vmm/vm.h"
+
+struct virtio_pci {
+	struct pci_device pci;
+	struct virtio_device *vdev;
+	pthread_mutex_t lock;		/* common configuration state */
+	uint32_t dfselect;
+	uint32_t gfselect;
+	uint64_t gfeatures;		/* what the driver wrote, unmasked */
+	uint16_t queue_sel;
+	uint16_t msix_config;		/* atomic: read by notify paths */
+	uint16_t queue_vector[VIRTIO_MAX_QUEUES];	/* atomic */
+	unsigned nvec;
+
+	pthread_mutex_t isr_lock;	/* ISR and the INTx level move together */
+	uint8_t isr;
+
+	unsigned cfg_cap;		/* VIRTIO_PCI_CAP_PCI_CFG offset */
+	/* Under the host's cfg_lock (bar_map runs there). */
+	bool ioeventfds;
+	uint64_t notify_addr;
+	struct ratelimit rl;
+};
+
+static struct virtio_pci *to_vp(struct pci_device *d)
+{
+	return d->opaque;
+}
+
+/* ---- Interrupts ---- */
+
+static void raise_isr(struct virtio_pci *vp, uint8_t bit)
+{
+	pthread_mutex_lock(&vp->isr_lock);
+	vp->isr |= bit;
+	pci_set_irq(&vp->pci, true);
+	pthread_mutex_unlock(&vp->isr_lock);
+}
+
+static uint8_t read_isr(struct virtio_pci *vp)
+{
+	uint8_t v;
+
+	pthread_mutex_lock(&vp->isr_lock);
+	v = vp->isr;
+	vp->isr = 0;
+	pci_set_irq(&vp->pci, false);
+	pthread_mutex_unlock(&vp->isr_lock);
+	return v;
+}
+
+static void interrupt(struct virtio_pci *vp, uint16_t vec, uint8_t isr_bit)
+{
+	if (pci_msix_enabled(&vp->pci)) {
+		if (vec == VIRTIO_MSI_NO_VECTOR || pci_msix_notify(&vp->pci, vec) != -ENODEV)
+			return;
+		/* MSI-X was disabled under us: INTx it is. */
+	}
+	raise_isr(vp, isr_bit);
+}
+
+static void vp_notify_used(struct virtio_device *vdev, unsigned q)
+{
+	struct virtio_pci *vp = vdev->transport;
+
+	if (q < VIRTIO_MAX_QUEUES)
+		interrupt(vp, __atomic_load_n(&vp->queue_vector[q], __ATOMIC_ACQUIRE),
+			  VIRTIO_PCI_ISR_QUEUE);
+}
+
+static void vp_notify_config(struct virtio_device *vdev)
+{
+	struct virtio_pci *vp = vdev->transport;
+
+	interrupt(vp, __atomic_load_n(&vp->msix_config, __ATOMIC_ACQUIRE), VIRTIO_PCI_ISR_CONFIG);
+}
+
+/* ---- Common configuration ---- */
+
+#define REG(off, len)	((off) << 4 | (len))	/* a register by offset and width */
+
+static void put(uint8_t *buf, unsigned off, uint64_t v, unsigned len)
+{
+	for (unsigned i = 0; i < len; i++)
+		buf[off + i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get(const void *data, unsigned len)
+{
+	const uint8_t *p = data;
+	uint64_t v = 0;
+
+	for (unsigned i = 0; i < len; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+static uint32_t word_of(uint64_t v, uint32_t sel)
+{
+	return sel < 2 ? (uint32_t)(v >> (32 * sel)) : 0;
+}
+
+/* Lock held. */
+static void transport_reset(struct virtio_pci *vp)
+{
+	vp->dfselect = vp->gfselect = 0;
+	vp->gfeatures = 0;
+	vp->queue_sel = 0;
+	__atomic_store_n(&vp->msix_config, VIRTIO_MSI_NO_VECTOR, __ATOMIC_RELEASE);
+	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++)
+		__atomic_store_n(&vp->queue_vector[q], VIRTIO_MSI_NO_VECTOR, __ATOMIC_RELEASE);
+	(void)read_isr(vp);
+}
+
+static void common_read(struct virtio_pci *vp, uint64_t off, void *data, unsigned len)
+{
+	struct virtio_device *vdev = vp->vdev;
+	uint8_t buf[0x40] = { 0 };
+	struct virtqueue *vq;
+	unsigned q;
+
+	if (off >= sizeof(buf) || len > sizeof(buf) - off) {
+		memset(data, 0, len);
+		return;
+	}
+	pthread_mutex_lock(&vp->lock);
+	q = vp->queue_sel;
+	vq = virtio_dev_queue(vdev, q);
+	put(buf, VIRTIO_PCI_COMMON_DFSELECT, vp->dfselect, 4);
+	put(buf, VIRTIO_PCI_COMMON_DF, word_of(virtio_dev_host_features(vdev), vp->dfselect), 4);
+	put(buf, VIRTIO_PCI_COMMON_GFSELECT, vp->gfselect, 4);
+	put(buf, VIRTIO_PCI_COMMON_GF, word_of(vdev->driver_features, vp->gfselect), 4);
+	put(buf, VIRTIO_PCI_COMMON_MSIX, vp->msix_config, 2);
+	put(buf, VIRTIO_PCI_COMMON_NUMQ, vdev->nr_queues, 2);
+	put(buf, VIRTIO_PCI_COMMON_STATUS, virtio_dev_get_status(vdev), 1);
+	put(buf, VIRTIO_PCI_COMMON_CFGGENERATION,
+	    __atomic_load_n(&vdev->config_generation, __ATOMIC_ACQUIRE), 1);
+	put(buf, VIRTIO_PCI_COMMON_Q_SELECT, q, 2);
+	if (vq) {
+		put(buf, VIRTIO_PCI_COMMON_Q_SIZE, vq->size, 2);
+		put(buf, VIRTIO_PCI_COMMON_Q_MSIX, vp->queue_vector[q], 2);
+		put(buf, VIRTIO_PCI_COMMON_Q_ENABLE, vq->enabled, 2);
+		put(buf, VIRTIO_PCI_COMMON_Q_NOFF, q, 2);
+		put(buf, VIRTIO_PCI_COMMON_Q_DESCLO, vq->desc_gpa, 8);
+		put(buf, VIRTIO_PCI_COMMON_Q_AVAILLO, vq->avail_gpa, 8);
+		put(buf, VIRTIO_PCI_COMMON_Q_USEDLO, vq->used_gpa, 8);
+	}
+	pthread_mutex_unlock(&vp->lock);
+	memcpy(data, buf + off, len);
+}
+
+static uint16_t valid_vector(const struct virtio_pci *vp, uint64_t v)
+{
+	return v < vp->nvec ? (uint16_t)v : VIRTIO_MSI_NO_VECTOR;
+}
+
+/* A 64-bit ring address written whole, or one half of it. */
+static bool write_addr(uint64_t *a, unsigned base, uint64_t off, unsigned len, uint64_t v)
+{
+	if (off == base && len == 8)
+		*a = v;
+	else if (off == base && len == 4)
+		*a = (*a & 0xffffffff00000000ULL) | (uint32_t)v;
+	else if (off == base + 4 && len == 4)
+		*a = (*a & 0xffffffffULL) | v << 32;
+	else
+		return false;
+	return true;
+}
+
+static void common_write(struct virtio_pci *vp, uint64_t off, const void *data, unsigned len)
+{
+	struct virtio_device *vdev = vp->vdev;
+	uint64_t v = get(data, len);
+	struct virtqueue *vq;
+	bool ok = true;
+
+	pthread_mutex_lock(&vp->lock);
+	vq = virtio_dev_queue(vdev, vp->queue_sel);
+	switch (off << 4 | len) {
+	case REG(VIRTIO_PCI_COMMON_DFSELECT, 4):
+		vp->dfselect = (uint32_t)v;
+		break;
+	case REG(VIRTIO_PCI_COMMON_GFSELECT, 4):
+		vp->gfselect = (uint32_t)v;
+		break;
+	case REG(VIRTIO_PCI_COMMON_GF, 4):
+		if (vp->gfselect >= 2)
+			break;
+		vp->gfeatures &= ~(0xffffffffULL << (32 * vp->gfselect));
+		vp->gfeatures |= v << (32 * vp->gfselect);
+		virtio_dev_set_driver_features(vdev, vp->gfeatures);
+		break;
+	case REG(VIRTIO_PCI_COMMON_MSIX, 2):
+		__atomic_store_n(&vp->msix_config, valid_vector(vp, v), __ATOMIC_RELEASE);
+		break;
+	case REG(VIRTIO_PCI_COMMON_STATUS, 1):
+		(void)virtio_dev_set_status(vdev, (uint8_t)v);
+		if (v == 0)
+			transport_reset(vp);
+		break;
+	case REG(VIRTIO_PCI_COMMON_Q_SELECT, 2):
+		vp->queue_sel = (uint16_t)v;
+		break;
+	default:
+		ok = false;
+	}
+	if (ok || !vq || !virtio_dev_queue_writable(vdev))
+		goto out;
+	ok = true;
+	switch (off << 4 | len) {
+	case REG(VIRTIO_PCI_COMMON_Q_SIZE, 2):
+		if (v && v <= vq->max_size)
+			vq->size = (uint16_t)v;
+		break;
+	case REG(VIRTIO_PCI_COMMON_Q_MSIX, 2):
+		__atomic_store_n(&vp->queue_vector[vp->queue_sel], valid_vector(vp, v),
+				 __ATOMIC_RELEASE);
+		break;
+	case REG(VIRTIO_PCI_COMMON_Q_ENABLE, 2):
+		if (v == 1)
+			vq->enabled = true;
+		break;
+	default:
+		ok = write_addr(&vq->desc_gpa, VIRTIO_PCI_COMMON_Q_DESCLO, off, len, v) ||
+		     write_addr(&vq->avail_gpa, VIRTIO_PCI_COMMON_Q_AVAILLO, off, len, v) ||
+		     write_addr(&vq->used_gpa, VIRTIO_PCI_COMMON_Q_USEDLO, off, len, v);
+	}
+out:
+	pthread_mutex_unlock(&vp->lock);
+	if (!ok && ratelimit_allow(&vp->rl))
+		log_debug("%s: ignored %u-byte write at common config 0x%llx", vp->pci.name, len,
+			  (unsigned long long)off);
+}
+
+/* ---- BAR 0 ---- */
+
+static void vp_bar_read(struct pci_device *d, unsigned bar, uint64_t off, void *data, unsigned len)
+{
+	struct virtio_pci *vp = to_vp(d);
+	uint64_t rel = off % VIRTIO_PCI_REGION_SIZE;
+
+	memset(data, 0, len);
+	if (bar != VIRTIO_PCI_BAR || rel + len > VIRTIO_PCI_REGION_SIZE)
+		return;
+	switch (off - rel) {
+	case VIRTIO_PCI_COMMON_OFF:
+		common_read(vp, rel, data, len);
+		break;
+	case VIRTIO_PCI_ISR_OFF:
+		if (rel == 0)
+			((uint8_t *)data)[0] = read_isr(vp);
+		break;
+	case VIRTIO_PCI_DEVICE_OFF:
+		virtio_dev_config_read(vp->vdev, rel, data, len);
+		break;
+	}
+}
+
+static void vp_bar_write(struct pci_device *d, unsigned bar, uint64_t off, const void *data,
+			 unsigned len)
+{
+	struct virtio_pci *vp = to_vp(d);
+	uint64_t rel = off % VIRTIO_PCI_REGION_SIZE;
+
+	if (bar != VIRTIO_PCI_BAR || rel + len > VIRTIO_PCI_REGION_SIZE)
+		return;
+	switch (off - rel) {
+	case VIRTIO_PCI_COMMON_OFF:
+		common_write(vp, rel, data, len);
+		break;
+	case VIRTIO_PCI_DEVICE_OFF:
+		virtio_dev_config_write(vp->vdev, rel, data, len);
+		break;
+	case VIRTIO_PCI_NOTIFY_OFF:
+		/* Only without an ioeventfd (or with an odd access width). */
+		if (rel / VIRTIO_PCI_NOTIFY_MULT < vp->vdev->nr_queues)
+			virtio_dev_queue_notify(vp->vdev, (unsigned)(rel / VIRTIO_PCI_NOTIFY_MULT));
+		break;
+	}
+}
+
+/* Config lock held: the BAR moved, or decoding went on or off. */
+static void vp_bar_map(struct pci_device *d, unsigned bar, uint64_t addr, bool mapped)
+{
+	struct virtio_pci *vp = to_vp(d);
+	struct kvm_vm *kvm = d->host ? d->host->kvm : NULL;
+	unsigned n = vp->vdev->nr_queues;
+
+	if (bar != VIRTIO_PCI_BAR || !kvm)
+		return;
+	if (vp->ioeventfds) {
+		for (unsigned q = 0; q < n; q++)
+			if (kvm_ioeventfd(kvm, vp->notify_addr + q * VIRTIO_PCI_NOTIFY_MULT, 2,
+					  virtio_dev_kick_fd(vp->vdev, q), false, false, 0, true))
+				log_warn("%s: cannot drop the ioeventfd of queue %u", d->name, q);
+		vp->ioeventfds = false;
+	}
+	if (!mapped)
+		return;
+	vp->notify_addr = addr + VIRTIO_PCI_NOTIFY_OFF;
+	for (unsigned q = 0; q < n; q++) {
+		int ret = kvm_ioeventfd(kvm, vp->notify_addr + q * VIRTIO_PCI_NOTIFY_MULT, 2,
+					virtio_dev_kick_fd(vp->vdev, q), false, false, 0, false);
+
+		if (ret) {
+			log_warn("%s: KVM_IOEVENTFD for queue %u: %s; notifications exit to "
+				 "userspace", d->name, q, strerror(-ret));
+			while (q-- > 0)
+				(void)kvm_ioeventfd(kvm, vp->notify_addr + q * VIRTIO_PCI_NOTIFY_MULT,
+						    2, virtio_dev_kick_fd(vp->vdev, q), false, false,
+						    0, true);
+			return;
+		}
+	}
+	vp->ioeventfds = true;
+}
+
+/* ---- VIRTIO_PCI_CAP_PCI_CFG: a config-space window into the BARs ---- */
+
+static bool cfg_window(struct virtio_pci *vp, unsigned *bar, uint32_t *off, uint32_t *len)
+{
+	struct pci_device *d = &vp->pci;
+	unsigned c = vp->cfg_cap;
+
+	*bar = d->cfg[c + VIRTIO_PCI_CAP_BAR];
+	*off = pci_cfg_get(d, c + VIRTIO_PCI_CAP_OFFSET, 4);
+	*len = pci_cfg_get(d, c + VIRTIO_PCI_CAP_LENGTH, 4);
+	return *bar < PCI_NR_BARS && d->bars[*bar].size && (*len == 1 || *len == 2 || *len == 4) &&
+	       *off % *len == 0;
+}
+
+static bool touches_data(struct virtio_pci *vp, unsigned off, unsigned len)
+{
+	unsigned start = vp->cfg_cap + VIRTIO_PCI_CAP_EXTRA;
+
+	return off < start + 4 && off + len > start;
+}
+
+static void vp_config_read(struct pci_device *d, unsigned off, unsigned len, uint32_t *val)
+{
+	struct virtio_pci *vp = to_vp(d);
+	unsigned data = vp->cfg_cap + VIRTIO_PCI_CAP_EXTRA, bar;
+	uint32_t boff, blen;
+	uint8_t buf[4] = { 0 };
+
+	if (!touches_data(vp, off, len) || !cfg_window(vp, &bar, &boff, &blen))
+		return;
+	pci_device_bar_read(d, bar, boff, buf, blen);
+	memcpy(&d->cfg[data], buf, sizeof(buf));
+	*val = pci_cfg_get(d, off, len);
+}
+
+static void vp_config_write(struct pci_device *d, unsigned off, unsigned len, uint32_t val)
+{
+	struct virtio_pci *vp = to_vp(d);
+	unsigned data = vp->cfg_cap + VIRTIO_PCI_CAP_EXTRA, bar;
+	uint32_t boff, blen;
+
+	(void)val;
+	if (!touches_data(vp, off, len) || !cfg_window(vp, &bar, &boff, &blen))
+		return;
+	pci_device_bar_write(d, bar, boff, &d->cfg[data], blen);
+}
+
+static const struct pci_device_ops vp_pci_ops = {
+	.config_read = vp_config_read,
+	.config_write = vp_config_write,
+	.bar_read = vp_bar_read,
+	.bar_write = vp_bar_write,
+	.bar_map = vp_bar_map,
+};
+
+/* ---- Construction ---- */
+
+static int add_vcap(struct pci_device *d, uint8_t type, uint32_t off, uint32_t len,
+		    unsigned extra)
+{
+	int cap = pci_device_add_cap(d, PCI_CAP_ID_VNDR, VIRTIO_PCI_CAP_LEN + extra);
+
+	if (cap < 0)
+		return cap;
+	pci_cfg_set8(d, cap + 2, (uint8_t)(VIRTIO_PCI_CAP_LEN + extra));
+	pci_cfg_set8(d, cap + 3, type);
+	pci_cfg_set8(d, cap + VIRTIO_PCI_CAP_BAR, VIRTIO_PCI_BAR);
+	pci_cfg_set32(d, cap + VIRTIO_PCI_CAP_OFFSET, off);
+	pci_cfg_set32(d, cap + VIRTIO_PCI_CAP_LENGTH, len);
+	return cap;
+}
+
+static uint32_t class_of(uint32_t device_id)
+{
+	switch (device_id) {
+	case VIRTIO_ID_NET:
+		return 0x020000;	/* network, ethernet */
+	case VIRTIO_ID_BLOCK:
+		return 0x018000;	/* mass storage, other */
+	case VIRTIO_ID_CONSOLE:
+		return 0x078000;	/* communication, other */
+	default:
+		return 0xff0000;	/* unassigned class */
+	}
+}
+
+static int build_config(struct virtio_pci *vp)
+{
+	struct pci_device *d = &vp->pci;
+	const struct virtio_device_ops *ops = vp->vdev->ops;
+	int ret, cap;
+
+	if ((ret = pci_device_add_bar(d, VIRTIO_PCI_BAR, VIRTIO_PCI_BAR_SIZE, PCI_BARF_64)) ||
+	    (ret = pci_device_add_bar(d, VIRTIO_PCI_MSIX_BAR, VIRTIO_PCI_MSIX_BAR_SIZE, 0)))
+		return ret;
+	ret = pci_device_add_msix(d, vp->nvec, VIRTIO_PCI_MSIX_BAR, VIRTIO_PCI_MSIX_TABLE_OFF,
+				  VIRTIO_PCI_MSIX_BAR, VIRTIO_PCI_MSIX_PBA_OFF);
+	if (ret < 0)
+		return ret;
+	cap = add_vcap(d, VIRTIO_PCI_CAP_COMMON_CFG, VIRTIO_PCI_COMMON_OFF, VIRTIO_PCI_COMMON_LEN, 0);
+	if (cap < 0)
+		return cap;
+	cap = add_vcap(d, VIRTIO_PCI_CAP_NOTIFY_CFG, VIRTIO_PCI_NOTIFY_OFF,
+		       vp->vdev->nr_queues * VIRTIO_PCI_NOTIFY_MULT, 4);
+	if (cap < 0)
+		return cap;
+	pci_cfg_set32(d, cap + VIRTIO_PCI_CAP_EXTRA, VIRTIO_PCI_NOTIFY_MULT);
+	cap = add_vcap(d, VIRTIO_PCI_CAP_ISR_CFG, VIRTIO_PCI_ISR_OFF, VIRTIO_PCI_ISR_LEN, 0);
+	if (cap < 0)
+		return cap;
+	if (ops->config_size) {
+		uint32_t n = ops->config_size < VIRTIO_PCI_REGION_SIZE ?
+			     (uint32_t)ops->config_size : VIRTIO_PCI_REGION_SIZE;
+
+		cap = add_vcap(d, VIRTIO_PCI_CAP_DEVICE_CFG, VIRTIO_PCI_DEVICE_OFF, n, 0);
+		if (cap < 0)
+			return cap;
+	}
+	cap = add_vcap(d, VIRTIO_PCI_CAP_PCI_CFG, 0, 0, 4);
+	if (cap < 0)
+		return cap;
+	vp->cfg_cap = (unsigned)cap;
+	pci_cfg_set8(d, cap + VIRTIO_PCI_CAP_BAR, 0);
+	pci_cfg_set_wmask(d, cap + VIRTIO_PCI_CAP_BAR, 1, 0xff);
+	pci_cfg_set_wmask(d, cap + VIRTIO_PCI_CAP_OFFSET, 4, 0xffffffff);
+	pci_cfg_set_wmask(d, cap + VIRTIO_PCI_CAP_LENGTH, 4, 0xffffffff);
+	pci_cfg_set_wmask(d, cap + VIRTIO_PCI_CAP_EXTRA, 4, 0xffffffff);
+	pci_device_set_intx_pin(d, PCI_INTX_PIN_A);
+	return 0;
+}
+
+int virtio_pci_create(struct pci_host *h, struct virtio_device *vdev, struct virtio_pci **out)
+{
+	struct virtio_pci *vp;
+	uint32_t id;
+	int ret;
+
+	*out = NULL;
+	if (!vdev->ops || vdev->nr_queues == 0 || vdev->nr_queues > VIRTIO_MAX_QUEUES)
+		return -EINVAL;
+	vp = calloc(1, sizeof(*vp));
+	if (!vp)
+		return -ENOMEM;
+	id = vdev->ops->device_id;
+	vp->vdev = vdev;
+	vp->nvec = vdev->nr_queues + 1;
+	vp->rl = (struct ratelimit)RATELIMIT_INIT(5000, 5);
+	pthread_mutex_init(&vp->lock, NULL);
+	pthread_mutex_init(&vp->isr_lock, NULL);
+	pci_device_init(&vp->pci, vdev->ops->name, &vp_pci_ops, vp, VIRTIO_PCI_VENDOR,
+			(uint16_t)(VIRTIO_PCI_DEVICE_BASE + id), class_of(id), VIRTIO_PCI_REVISION,
+			VIRTIO_PCI_VENDOR, (uint16_t)(VIRTIO_PCI_SUBSYS_BASE + id));
+	pthread_mutex_lock(&vp->lock);
+	transport_reset(vp);
+	pthread_mutex_unlock(&vp->lock);
+	ret = build_config(vp);
+	if (ret)
+		goto err;
+	vdev->transport = vp;
+	vdev->notify_used = vp_notify_used;
+	vdev->notify_config = vp_notify_config;
+	ret = pci_register_device(h, &vp->pci);
+	if (ret < 0)
+		goto err;
+	log_debug("%s: PCI 00:%02x.0, BAR0 0x%llx, BAR2 0x%llx, INTA GSI %u", vp->pci.name,
+		  vp->pci.slot, (unsigned long long)vp->pci.bars[VIRTIO_PCI_BAR].default_addr,
+		  (unsigned long long)vp->pci.bars[VIRTIO_PCI_MSIX_BAR].default_addr, vp->pci.gsi);
+	*out = vp;
+	return 0;
+err:
+	vdev->transport = NULL;
+	vdev->notify_used = NULL;
+	vdev->notify_config = NULL;
+	pci_device_release(&vp->pci);
+	pthread_mutex_destroy(&vp->lock);
+	pthread_mutex_destroy(&vp->isr_lock);
+	free(vp);
+	return ret;
+}
+
+void virtio_pci_destroy(struct virtio_pci *vp)
+{
+	if (!vp)
+		return;
+	pci_unregister_device(&vp->pci);
+	vp->vdev->transport = NULL;
+	vp->vdev->notify_used = NULL;
+	vp->vdev->notify_config = NULL;
+	pci_device_release(&vp->pci);
+	pthread_mutex_destroy(&vp->lock);
+	pthread_mutex_destroy(&vp->isr_lock);
+	free(vp);
+}
+
+void virtio_pci_reset(struct virtio_pci *vp)
+{
+	pthread_mutex_lock(&vp->lock);
+	virtio_dev_reset(vp->vdev);
+	transport_reset(vp);
+	pthread_mutex_unlock(&vp->lock);
+	pci_device_reset(&vp->pci);
+}
+
+struct pci_device *virtio_pci_dev(struct virtio_pci *vp)
+{
+	return &vp->pci;
+}
+
+/* ---- virtio-blk: one PCI function per --disk ---- */
+
+struct blk_pci_set {
+	unsigned n;
+	struct blk_dev *blk[CONFIG_MAX_DISKS];
+	struct virtio_pci *vp[CONFIG_MAX_DISKS];
+};
+
+static void blk_pci_destroy(void *state)
+{
+	struct blk_pci_set *s = state;
+
+	if (!s)
+		return;
+	for (unsigned i = 0; i < s->n; i++) {
+		blk_stop(s->blk[i]);
+		virtio_pci_destroy(s->vp[i]);
+		blk_destroy(s->blk[i]);
+	}
+	free(s);
+}
+
+static int blk_pci_realize(struct vm *vm, void **state)
+{
+	const struct vm_config *cfg = vm->cfg;
+	struct pci_host *h = pci_host_of(vm);
+	struct blk_pci_set *s;
+	int ret = 0;
+
+	*state = NULL;
+	if (!cfg->nr_disks)
+		return 0;
+	if (!h)
+		return -ENODEV;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	for (unsigned i = 0; i < cfg->nr_disks && i < CONFIG_MAX_DISKS; i++) {
+		struct blk_opts o;
+		char err[256];
+
+		ret = blk_parse_opts(cfg->disks[i], &o, err, sizeof(err));
+		if (ret) {
+			log_err("--disk %s: %s", cfg->disks[i], err);
+			goto err;
+		}
+		ret = blk_create(&s->blk[s->n], &o, &vm->mem);
+		if (ret)
+			goto err;
+		ret = virtio_pci_create(h, blk_virtio(s->blk[s->n]), &s->vp[s->n]);
+		if (ret) {
+			blk_destroy(s->blk[s->n]);
+			goto err;
+		}
+		s->n++;
+		ret = blk_start(s->blk[s->n - 1]);
+		if (ret)
+			goto err;
+	}
+	*state = s;
+	return 0;
+err:
+	blk_pci_destroy(s);
+	return ret;
+}
+
+static void blk_pci_reset(void *state)
+{
+	struct blk_pci_set *s = state;
+
+	for (unsigned i = 0; i < s->n; i++)
+		virtio_pci_reset(s->vp[i]);
+}
+
+static struct device_desc blk_pci_desc = {
+	.name = "virtio-blk",
+	.level = DEVICE_LEVEL_VIRTIO,
+	.realize = blk_pci_realize,
+	.reset = blk_pci_reset,
+	.destroy = blk_pci_destroy,
+};
+DEVICE_REGISTER(blk_pci_desc);
