@@ -547,10 +547,32 @@ static void req_release(struct blk_dev *b, struct blk_req *req)
 
 static void count_done(struct blk_dev *b, const struct blk_req *req)
 {
+	bool ok = req->status == VIRTIO_BLK_S_OK;
+
 	if (req->status == VIRTIO_BLK_S_IOERR)
 		b->stats.ioerr++;
 	else if (req->status == VIRTIO_BLK_S_UNSUPP)
 		b->stats.unsupp++;
+	switch (req->op) {
+	case BLK_OP_READ:
+		if (ok)
+			b->stats.rd_bytes += req->len;
+		else
+			b->stats.failed_reads++;
+		break;
+	case BLK_OP_WRITE:
+		if (ok)
+			b->stats.wr_bytes += req->len;
+		else
+			b->stats.failed_writes++;
+		break;
+	case BLK_OP_FLUSH:
+		if (!ok)
+			b->stats.failed_flushes++;
+		break;
+	default:
+		break;
+	}
 }
 
 /* Complete req on the used ring (no interrupt yet) and free it. */
@@ -923,6 +945,11 @@ void blk_stop(struct blk_dev *b)
 		log_err("virtio-blk: stop: %s", strerror(errno));
 	pthread_join(b->thread, NULL);
 	b->thread_running = false;
+}
+
+const struct blk_opts *blk_options(const struct blk_dev *b)
+{
+	return &b->opts;
 }
 
 void blk_get_stats(struct blk_dev *b, struct blk_stats *st)

@@ -133,6 +133,8 @@ struct blk_stats {
 	uint64_t batches;	/* completion batches pushed */
 	uint32_t max_inflight;	/* most requests at the backend at once */
 	uint64_t bounced;	/* O_DIRECT requests bounced for alignment */
+	uint64_t rd_bytes, wr_bytes;	/* completed successfully */
+	uint64_t failed_reads, failed_writes, failed_flushes;
 };
 
 /* Open the image and create the device (its I/O thread not yet running). */
@@ -143,6 +145,7 @@ void blk_destroy(struct blk_dev *blk);
 struct virtio_device *blk_virtio(struct blk_dev *blk);
 uint64_t blk_capacity(const struct blk_dev *blk);	/* sectors */
 bool blk_is_direct(const struct blk_dev *blk);	/* O_DIRECT in use */
+const struct blk_opts *blk_options(const struct blk_dev *blk);
 
 /* I/O thread control. pause() returns once every in-flight request has
  * completed and the thread is parked; resume() lets it continue; stop()

@@ -3,12 +3,14 @@
 #include "devices/virtio/virtio_pci.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "accel/kvm.h"
 #include "devices/device.h"
 #include "devices/virtio/blk.h"
+#include "vmm/control/qmp.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
 
@@ -558,6 +560,37 @@ static void blk_pci_destroy(void *state)
 	free(s);
 }
 
+/* query-block: one entry per --disk, in command-line order. */
+static int blk_pci_block_info(struct vm *vm, unsigned index, struct qmp_block_info *out)
+{
+	static __thread char name[24];
+	struct blk_pci_set *s = vm_device_state(vm, "virtio-blk");
+	const struct blk_opts *o;
+	struct blk_stats st;
+
+	if (!s || index >= s->n)
+		return -ENOENT;
+	o = blk_options(s->blk[index]);
+	blk_get_stats(s->blk[index], &st);
+	snprintf(name, sizeof(name), "virtio%u", index);
+	*out = (struct qmp_block_info){
+		.device = name,
+		.file = o->path,
+		.ro = o->readonly,
+		.direct = blk_is_direct(s->blk[index]),
+		.size = blk_capacity(s->blk[index]) * 512,
+		.rd_bytes = st.rd_bytes,
+		.wr_bytes = st.wr_bytes,
+		.rd_ops = st.reads,
+		.wr_ops = st.writes,
+		.flush_ops = st.flushes,
+		.failed_rd_ops = st.failed_reads,
+		.failed_wr_ops = st.failed_writes,
+		.failed_flush_ops = st.failed_flushes,
+	};
+	return 0;
+}
+
 static int blk_pci_realize(struct vm *vm, void **state)
 {
 	const struct vm_config *cfg = vm->cfg;
@@ -595,6 +628,7 @@ static int blk_pci_realize(struct vm *vm, void **state)
 		if (ret)
 			goto err;
 	}
+	vm_control_set_block_provider(blk_pci_block_info);
 	*state = s;
 	return 0;
 err:
