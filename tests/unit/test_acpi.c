@@ -18,6 +18,7 @@
 #include "vmm/boot/boot.h"
 #include "vmm/guest_mem.h"
 #include "vmm/vm.h"
+#include "helpers/ck_run.h"
 
 #define ACPI_AREA (BOOT_ACPI_END - BOOT_ACPI_ADDR)
 
@@ -602,11 +603,5 @@ static Suite *acpi_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(acpi_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ck_run_suite(acpi_suite());
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/args.h"
+#include "helpers/ck_run.h"
 
 static int parse(struct vm_config *cfg, char *err, const char *a0, ...)
 {
@@ -143,8 +144,6 @@ int main(void)
 {
 	Suite *s = suite_create("args");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_sizes);
 	tcase_add_test(tc, test_good_run);
@@ -153,9 +152,5 @@ int main(void)
 	tcase_add_test(tc, test_config_lookup);
 	tcase_add_test(tc, test_virtio_flags);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(s);
 }

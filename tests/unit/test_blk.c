@@ -14,6 +14,7 @@
 
 #include "devices/virtio/blk.h"
 #include "helpers/mock_vq.h"
+#include "helpers/ck_run.h"
 
 #define MEM_BASE	0x100000ULL
 #define MEM_SIZE	(16ULL << 20)
@@ -818,11 +819,5 @@ static Suite *blk_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(blk_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ck_run_suite(blk_suite());
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "vmm/bus.h"
+#include "helpers/ck_run.h"
 
 struct rec {
 	uint64_t off;
@@ -133,17 +134,11 @@ int main(void)
 {
 	Suite *s = suite_create("bus");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_zero_length_and_overflow);
 	tcase_add_test(tc, test_overlap);
 	tcase_add_test(tc, test_dispatch_offsets_and_unhandled);
 	tcase_add_test(tc, test_many_ranges_sorted_lookup);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(s);
 }

@@ -9,6 +9,8 @@
 
 #include "vmm/boot/boot.h"
 #include "vmm/guest_mem.h"
+#include "vmm/byteorder.h"
+#include "helpers/ck_run.h"
 
 #define MiB		(1ULL << 20)
 #define RAM_SIZE	(64 * MiB)
@@ -26,39 +28,6 @@ struct env {
 	struct boot_info bi;
 	char err[256];
 };
-
-static void wr16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void wr32(uint8_t *p, uint32_t v)
-{
-	wr16(p, (uint16_t)v);
-	wr16(p + 2, (uint16_t)(v >> 16));
-}
-
-static void wr64(uint8_t *p, uint64_t v)
-{
-	wr32(p, (uint32_t)v);
-	wr32(p + 4, (uint32_t)(v >> 32));
-}
-
-static uint16_t rd16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t rd32(const uint8_t *p)
-{
-	return (uint32_t)rd16(p) | (uint32_t)rd16(p + 2) << 16;
-}
-
-static uint64_t rd64(const uint8_t *p)
-{
-	return rd32(p) | (uint64_t)rd32(p + 4) << 32;
-}
 
 /* A 2.15 header like a real x86_64 kernel's, 4 setup sectors. */
 static void make_image(struct env *e, unsigned setup_sects, size_t payload)
@@ -554,11 +523,5 @@ static Suite *bzimage_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(bzimage_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ck_run_suite(bzimage_suite());
 }

@@ -9,6 +9,7 @@
 
 #include "cli/args.h"
 #include "cli/config_file.h"
+#include "helpers/ck_run.h"
 
 static struct vm_config cfg;
 static char err[256];
@@ -266,11 +267,5 @@ static Suite *config_file_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(config_file_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ck_run_suite(config_file_suite());
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "vmm/cpuid.h"
+#include "helpers/ck_run.h"
 
 #define SIG KVM_CPUID_FLAG_SIGNIFCANT_INDEX
 
@@ -319,11 +320,5 @@ static Suite *cpuid_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(cpuid_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ck_run_suite(cpuid_suite());
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "vmm/exit.h"
+#include "helpers/ck_run.h"
 
 #define RUN_SIZE 12288
 static struct kvm_run *run;
@@ -176,8 +177,6 @@ int main(void)
 {
 	Suite *s = suite_create("exit");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_pio_out);
@@ -188,9 +187,5 @@ int main(void)
 	tcase_add_test(tc, test_emulation_failure_with_bytes);
 	tcase_add_test(tc, test_fail_entry);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(s);
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "vmm/guest_mem.h"
+#include "helpers/ck_run.h"
 
 static struct guest_mem gm;
 static uint8_t *lo, *hi;
@@ -118,8 +119,6 @@ int main(void)
 {
 	Suite *s = suite_create("guest_mem");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_ptr_inside);
@@ -129,9 +128,5 @@ int main(void)
 	tcase_add_test(tc, test_adjacent_regions_span);
 	tcase_add_test(tc, test_memfd_layout_around_hole);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return ck_run_suite(s);
 }

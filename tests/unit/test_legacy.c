@@ -6,6 +6,7 @@
 
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/rtc.h"
+#include "helpers/ck_run.h"
 
 #define MiB (1024ULL * 1024)
 #define GiB (1024 * MiB)
@@ -415,11 +416,5 @@ static Suite *legacy_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(legacy_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ck_run_suite(legacy_suite());
 }

@@ -14,6 +14,7 @@
 #include "vmm/acpi/acpi.h"
 #include "vmm/boot/boot.h"
 #include "vmm/vm.h"
+#include "helpers/ck_run.h"
 
 #define W32_BASE 0xC0000000ULL
 #define W32_SIZE 0x10000000ULL
@@ -1106,11 +1107,5 @@ static Suite *pci_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(pci_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ck_run_suite(pci_suite());
 }

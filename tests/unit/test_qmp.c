@@ -20,6 +20,7 @@
 #include "vmm/control/qmp.h"
 #include "vmm/evloop.h"
 #include "vmm/notify.h"
+#include "helpers/ck_run.h"
 
 /* ---- the fake backend ---- */
 
@@ -1882,11 +1883,5 @@ static Suite *qmp_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(qmp_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ck_run_suite(qmp_suite());
 }

@@ -10,6 +10,7 @@
 #include "devices/chardev/chardev.h"
 #include "devices/legacy/uart_16550.h"
 #include "vmm/config.h"
+#include "helpers/ck_run.h"
 
 struct cap {
 	uint8_t tx[256];
@@ -558,11 +559,5 @@ static Suite *uart_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(uart_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ck_run_suite(uart_suite());
 }

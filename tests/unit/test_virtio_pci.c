@@ -12,6 +12,7 @@
 #include "devices/virtio/virtio.h"
 #include "devices/virtio/virtio_pci.h"
 #include "helpers/mock_vq.h"
+#include "helpers/ck_run.h"
 
 #define MEM_BASE 0x100000ULL
 #define MEM_SIZE (1ULL << 20)
@@ -668,11 +669,5 @@ static Suite *virtio_pci_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(virtio_pci_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ck_run_suite(virtio_pci_suite());
 }

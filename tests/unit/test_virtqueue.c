@@ -8,6 +8,7 @@
 
 #include "devices/virtio/virtqueue.h"
 #include "helpers/mock_vq.h"
+#include "helpers/ck_run.h"
 
 #define MEM_BASE 0x10000ULL
 #define MEM_SIZE (1ULL << 20)
@@ -715,11 +716,5 @@ static Suite *virtqueue_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(virtqueue_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return ck_run_suite(virtqueue_suite());
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "vmm/guest_mem.h"
+#include "vmm/byteorder.h"
 
 /* Setup header / zero page offsets (the header sits at the same offset in
  * the image and in struct boot_params). */
@@ -68,39 +69,6 @@ struct bz_hdr {
 	uint64_t pref_address;
 	uint32_t init_size;
 };
-
-static uint16_t rd16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t rd32(const uint8_t *p)
-{
-	return (uint32_t)rd16(p) | (uint32_t)rd16(p + 2) << 16;
-}
-
-static uint64_t rd64(const uint8_t *p)
-{
-	return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32;
-}
-
-static void wr16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void wr32(uint8_t *p, uint32_t v)
-{
-	wr16(p, (uint16_t)v);
-	wr16(p + 2, (uint16_t)(v >> 16));
-}
-
-static void wr64(uint8_t *p, uint64_t v)
-{
-	wr32(p, (uint32_t)v);
-	wr32(p + 4, (uint32_t)(v >> 32));
-}
 
 bool bzimage_is_bzimage(const uint8_t *img, size_t len)
 {
