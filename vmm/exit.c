@@ -61,10 +61,26 @@ static void decode_internal_error(const struct kvm_run *run, struct exit_action 
 	}
 }
 
+static void error_fields_clear(struct exit_action *act)
+{
+	act->suberror = 0;
+	act->hw_reason = 0;
+	act->insn_len = 0;
+}
+
+/* Sets only the fields the action kind uses (this runs on every exit):
+ * addr/size/count/data for PIO and MMIO, what and the error fields for
+ * errors and lifecycle exits. */
 int handle_exit(struct kvm_run *run, size_t run_size, struct exit_action *act)
 {
-	memset(act, 0, sizeof(*act));
 	act->exit_reason = run->exit_reason;
+	act->what = NULL;
+	if (run->exit_reason != KVM_EXIT_IO && run->exit_reason != KVM_EXIT_MMIO) {
+		error_fields_clear(act);
+		act->addr = 0;
+		act->size = act->count = 0;
+		act->data = NULL;
+	}
 
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO: {
@@ -75,6 +91,7 @@ int handle_exit(struct kvm_run *run, size_t run_size, struct exit_action *act)
 		    bytes > run_size - run->io.data_offset) {
 			act->kind = EXIT_ACT_ERROR;
 			act->what = "malformed IO exit";
+			error_fields_clear(act);
 			return -EINVAL;
 		}
 		act->kind = run->io.direction == KVM_EXIT_IO_OUT ? EXIT_ACT_PIO_OUT : EXIT_ACT_PIO_IN;
@@ -88,6 +105,7 @@ int handle_exit(struct kvm_run *run, size_t run_size, struct exit_action *act)
 		if (run->mmio.len == 0 || run->mmio.len > sizeof(run->mmio.data)) {
 			act->kind = EXIT_ACT_ERROR;
 			act->what = "malformed MMIO exit";
+			error_fields_clear(act);
 			return -EINVAL;
 		}
 		act->kind = run->mmio.is_write ? EXIT_ACT_MMIO_WRITE : EXIT_ACT_MMIO_READ;

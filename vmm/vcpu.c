@@ -396,9 +396,6 @@ static void vcpu_do_pio(struct vcpu *vcpu, const struct exit_action *act)
 {
 	struct vm *vm = vcpu->vm;
 
-	/* POST codes: the common case in firmware and benchmarks, no state. */
-	if (act->addr == 0x80 && act->kind == EXIT_ACT_PIO_OUT)
-		return;
 	vcpu_drain_coalesced(vm);
 	for (unsigned i = 0; i < act->count; i++) {
 		uint8_t *d = act->data + (size_t)i * act->size;
@@ -489,6 +486,14 @@ static void *vcpu_thread(void *arg)
 		}
 		vcpu->exits[run->exit_reason < VCPU_EXIT_COUNTERS ? run->exit_reason
 								  : VCPU_EXIT_COUNTERS - 1]++;
+		/* POST codes (port 0x80 writes) are the most frequent exit of
+		 * firmware and early kernels and have no device state: take
+		 * them before any decoding or locking. */
+		if (run->exit_reason == KVM_EXIT_IO && run->io.port == 0x80 &&
+		    run->io.direction == KVM_EXIT_IO_OUT) {
+			vcpu->pio_exits++;
+			continue;
+		}
 		handle_exit(run, vcpu->kfd.run_size, &act);
 		switch (act.kind) {
 		case EXIT_ACT_PIO_IN:
