@@ -471,12 +471,20 @@ static void *vcpu_thread(void *arg)
 	sigaddset(&set, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
-	while (!vcpu_should_exit(vcpu)) {
-		int ret = kvm_run(&vcpu->kfd);
+	/* Pause, reset and stop always kick the vCPU (signal plus
+	 * immediate_exit), so the VM state only needs a look after a kick or
+	 * after this vCPU itself raised a request, not on every exit. */
+	for (bool check = true;;) {
+		int ret;
 
+		if (check && vcpu_should_exit(vcpu))
+			break;
+		check = false;
+		ret = kvm_run(&vcpu->kfd);
 		if (ret == -EINTR || ret == -EAGAIN) {
 			run->immediate_exit = 0;
 			vcpu->intr_exits++;
+			check = true;
 			continue;
 		}
 		if (ret) {
@@ -506,8 +514,10 @@ static void *vcpu_thread(void *arg)
 			vcpu->mmio_exits++;
 			vcpu_do_mmio(vcpu, &act);
 			break;
-		case EXIT_ACT_RESUME:
 		case EXIT_ACT_INTR:
+			check = true;
+			break;
+		case EXIT_ACT_RESUME:
 		case EXIT_ACT_HLT:
 			break;
 		case EXIT_ACT_TRIPLE_FAULT:
@@ -536,6 +546,7 @@ static void *vcpu_thread(void *arg)
 			       vm->reset_gen == vcpu->reset_gen && vm->request != VM_REQ_NONE)
 				pthread_cond_wait(&vm->cond, &vm->lock);
 			pthread_mutex_unlock(&vm->lock);
+			check = true;
 		}
 	}
 	tls_run = NULL;

@@ -32,8 +32,9 @@ struct vcpu {
 	pid_t tid;
 	uint64_t reset_gen;	/* VM reset generation this vCPU has applied */
 	struct vcpu_power_on_state *power_on;
-	uint64_t exits[VCPU_EXIT_COUNTERS];
+	/* Hot counters first, next to exits[KVM_EXIT_IO], on one cache line. */
 	uint64_t pio_exits, mmio_exits, intr_exits;
+	uint64_t exits[VCPU_EXIT_COUNTERS];
 };
 
 int vcpu_create(struct vm *vm, unsigned index, struct vcpu **out)

@@ -114,6 +114,11 @@ static int vm_load_guest(struct vm *vm)
 		log_err("%s", err[0] ? err : strerror(-ret));
 		return ret;
 	}
+	log_debug("boot: %s entry 0x%llx, image [0x%llx, 0x%llx), initrd at 0x%llx size 0x%llx, "
+		  "RSDP 0x%llx", vm->boot.entry_64bit ? "64-bit Linux" : "PVH",
+		  (unsigned long long)vm->boot.entry, (unsigned long long)vm->boot.kernel_start,
+		  (unsigned long long)vm->boot.kernel_end, (unsigned long long)vm->boot.initrd_addr,
+		  (unsigned long long)vm->boot.initrd_size, (unsigned long long)in.rsdp_addr);
 	return 0;
 }
 

@@ -169,7 +169,7 @@ int pvh_load(const struct guest_mem *gm, const struct boot_params_in *in,
 
 	/* Validate every segment before writing anything. */
 	for (unsigned i = 0; i < phnum; i++) {
-		struct phdr ph;
+		struct phdr ph = { 0 };
 
 		if (elf_phdr(img, len, is64, phoff, phentsize, i, &ph))
 			fail("kernel: program header %u lies outside the file", i);
@@ -205,7 +205,7 @@ int pvh_load(const struct guest_mem *gm, const struct boot_params_in *in,
 		     (unsigned long long)entry);
 
 	for (unsigned i = 0; i < phnum; i++) {
-		struct phdr ph;
+		struct phdr ph = { 0 };
 
 		elf_phdr(img, len, is64, phoff, phentsize, i, &ph);
 		if (ph.type != PT_LOAD || ph.memsz == 0)
