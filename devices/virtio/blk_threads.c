@@ -1,7 +1,14 @@
-/* virtio-blk backend: a small pool of threads doing preadv/pwritev/
- * fdatasync/fallocate (aio=threads). Completed requests go on a list and an
- * eventfd wakes the device's I/O thread. Workers are stopped with a flag and
- * a broadcast, never cancelled. */
+/* virtio-blk backend: a pool of threads doing preadv/pwritev/fdatasync/
+ * fallocate (aio=threads). Completed requests go on a list and an eventfd
+ * wakes the device's I/O thread. Workers are stopped with a flag and a
+ * broadcast, never cancelled.
+ *
+ * The pool starts with BLK_THREADS_MIN workers and grows on demand, one
+ * worker per queued request that no idle worker can take, up to
+ * BLK_THREADS_MAX (QEMU's thread pool does the same, max 64): each worker
+ * holds one synchronous request, so a fixed pool of N caps the requests at
+ * the disk at N whatever the guest's queue depth. Workers, once started,
+ * stay until the backend is destroyed. */
 #include "devices/virtio/blk.h"
 
 #include <errno.h>
@@ -10,13 +17,16 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#define BLK_THREADS 4
+#define BLK_THREADS_MIN 4
+#define BLK_THREADS_MAX 64
 
 struct threads_be {
-	pthread_t th[BLK_THREADS];
-	unsigned nthreads;
+	pthread_t th[BLK_THREADS_MAX];
+	unsigned nthreads;		/* written only by init/submit/destroy */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
+	unsigned nidle;			/* workers waiting for work (lock) */
+	unsigned ntodo;			/* requests queued, not yet taken (lock) */
 	struct blk_req *todo, *todo_tail;
 	struct blk_req *done;
 	bool stop;
@@ -32,11 +42,15 @@ static void *worker(void *arg)
 	for (;;) {
 		struct blk_req *req;
 
-		while (!t->stop && !t->todo)
+		while (!t->stop && !t->todo) {
+			t->nidle++;
 			pthread_cond_wait(&t->cond, &t->lock);
+			t->nidle--;
+		}
 		if (t->stop)
 			break;
 		req = t->todo;
+		t->ntodo--;
 		t->todo = req->next;
 		if (!t->todo)
 			t->todo_tail = NULL;
@@ -91,7 +105,7 @@ static int threads_init(struct blk_backend *be)
 	t->fd = be->fd;
 	t->efd = be->efd;
 	be->priv = t;
-	for (unsigned i = 0; i < BLK_THREADS; i++) {
+	for (unsigned i = 0; i < BLK_THREADS_MIN; i++) {
 		ret = pthread_create(&t->th[i], NULL, worker, t);
 		if (ret) {
 			threads_destroy(be);
@@ -105,6 +119,7 @@ static int threads_init(struct blk_backend *be)
 static int threads_submit(struct blk_backend *be, struct blk_req *req)
 {
 	struct threads_be *t = be->priv;
+	bool grow;
 
 	if (req->op == BLK_OP_NONE)
 		return -EINVAL;
@@ -115,8 +130,16 @@ static int threads_submit(struct blk_backend *be, struct blk_req *req)
 	else
 		t->todo = req;
 	t->todo_tail = req;
+	t->ntodo++;
+	/* Idle workers already signalled still count as idle until they wake
+	 * and take a request, so this spawns exactly one worker per request
+	 * that would otherwise wait. */
+	grow = t->ntodo > t->nidle && t->nthreads < BLK_THREADS_MAX;
 	pthread_cond_signal(&t->cond);
 	pthread_mutex_unlock(&t->lock);
+	/* A failed spawn is harmless: the request waits for a busy worker. */
+	if (grow && pthread_create(&t->th[t->nthreads], NULL, worker, t) == 0)
+		t->nthreads++;
 	return 0;
 }
 
