@@ -60,8 +60,10 @@ int gm_init(struct guest_mem *gm, uint64_t ram_size, bool hugepages)
 		ret = -errno;
 		goto err_close;
 	}
-	gm->map = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
-		       gm->memfd, 0);
+	/* Hugepages are reserved at mmap time (so a shortage is an error now,
+	 * not a SIGBUS later); ordinary RAM is overcommitted like any VMM's. */
+	gm->map = mmap(NULL, ram_size, PROT_READ | PROT_WRITE,
+		       MAP_SHARED | (hugepages ? 0 : MAP_NORESERVE), gm->memfd, 0);
 	if (gm->map == MAP_FAILED) {
 		ret = -errno;
 		gm->map = NULL;

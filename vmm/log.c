@@ -7,6 +7,12 @@
 
 static enum log_level log_threshold = LOG_INFO;
 static int log_journal;
+static unsigned log_errors;
+
+unsigned log_error_count(void)
+{
+	return __atomic_load_n(&log_errors, __ATOMIC_RELAXED);
+}
 
 void log_init(void)
 {
@@ -30,6 +36,8 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	va_list ap;
 	int n = 0;
 
+	if (level == LOG_ERR)
+		__atomic_add_fetch(&log_errors, 1, __ATOMIC_RELAXED);
 	if (level > log_threshold)
 		return;
 	if (log_journal)

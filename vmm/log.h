@@ -10,6 +10,8 @@ enum log_level { LOG_ERR = 3, LOG_WARN = 4, LOG_INFO = 6, LOG_DEBUG = 7 };
 
 void log_init(void);
 void log_set_level(enum log_level level);
+/* How many LOG_ERR lines have been printed so far. */
+unsigned log_error_count(void);
 void log_msg(enum log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

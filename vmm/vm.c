@@ -133,11 +133,14 @@ static int vm_realize_devices(struct vm *vm)
 	if (!vm->devices)
 		return -ENOMEM;
 	for (struct device_desc *d = device_list(); d; d = d->next) {
+		unsigned errors = log_error_count();
 		void *state = NULL;
 
 		ret = d->realize(vm, &state);
 		if (ret) {
-			log_err("device %s: %s", d->name, strerror(-ret));
+			/* One line per failure: only if the device said nothing. */
+			if (log_error_count() == errors)
+				log_err("device %s: %s", d->name, strerror(-ret));
 			return ret;
 		}
 		vm->devices[vm->nr_devices++] = (struct vm_device_inst){ d, state };
@@ -562,8 +565,10 @@ int vm_run(struct vm *vm)
 	}
 
 	ret = vm_control_start(vm);
-	if (ret)
+	if (ret) {
+		ctx.status = 1;	/* a start-up failure, like a bad flag */
 		goto out;
+	}
 
 	pthread_mutex_lock(&vm->lock);
 	vm->state = VM_STATE_RUNNING;

@@ -31,5 +31,14 @@ head -c 4096 /dev/urandom >"$TMPD/junk"
 check_err "kernel: neither a bzImage nor an ELF" run --kernel "$TMPD/junk"
 # Too many vCPUs for this host.
 check_err "vCPUs" run --cpus 1024
+# Device and control-plane set-up failures: one line, exit 1.
+check_err "cannot open $TMPD/missing.img" run --disk path="$TMPD/missing.img"
+check_err "unknown key 'foo'" run --disk foo=bar
+check_err "aio=native requires cache=none" run --disk path="$TMPD/junk",aio=native
+check_err "--api-sock $TMPD/nodir/s.sock" run --api-sock "$TMPD/nodir/s.sock"
+# More hugepages than the host has reserved: an error now, never a SIGBUS.
+if [ "$(cat /proc/sys/vm/nr_hugepages 2>/dev/null || echo 0)" -lt 2048 ]; then
+	check_err "hugepages" run --memory 4G --hugepages
+fi
 # Nothing left in /tmp by ember itself (only our own TMPD).
 pass "cli errors"
