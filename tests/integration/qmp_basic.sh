@@ -252,8 +252,13 @@ try:
         time.sleep(0.05)
 
     # quit: a clean exit, no socket, no stray children.
-    children = [p for p in os.listdir("/proc") if p.isdigit() and
-                open("/proc/%s/stat" % p).read().rsplit(")", 1)[1].split()[1] == str(proc.pid)]
+    def parent_of(pid):
+        try:
+            with open("/proc/%s/stat" % pid) as f:
+                return f.read().rsplit(")", 1)[1].split()[1]
+        except OSError:
+            return None    # the process went away while we looked
+    children = [p for p in os.listdir("/proc") if p.isdigit() and parent_of(p) == str(proc.pid)]
     r = q.execute("quit", id="bye")
     if r.get("id") != "bye" or r.get("return") != {}:
         fail("quit reply %r" % r)
