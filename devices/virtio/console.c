@@ -1,16 +1,15 @@
-/* virtio-console (virtio 1.2 section 5.3) on virtio-pci: one port, no
- * multiport, an alternative console enabled by cfg->virtio_console_enabled
- * with the backend cfg->virtio_console / virtio_console_path (a chardev,
- * like --console). Queue 0 (receiveq) carries host input to the guest,
- * queue 1 (transmitq) guest output to the backend. VIRTIO_CONSOLE_F_EMERG_WRITE
- * is offered: a write to emerg_wr prints one character.
+/* virtio-console: the core (see console.h) and its virtio-pci glue, an
+ * alternative console enabled by cfg->virtio_console_enabled with the
+ * backend cfg->virtio_console / virtio_console_path (a chardev, like
+ * --console).
  *
- * Everything runs on the main event loop: kicks arrive on the queues'
- * eventfds, input from the chardev. Host input the guest has no buffers for
- * waits here; when that buffer fills, the chardev's input is paused until
- * the guest posts receive buffers again. Note that only the first stdio
- * chardev reads stdin: with the serial console also on stdio, this one is
- * output only. */
+ * In the VMM everything runs on the main event loop: kicks arrive on the
+ * queues' eventfds, input from the chardev, which the device pauses while
+ * its input buffer is nearly full. Note that only the first stdio chardev
+ * reads stdin: with the serial console also on stdio, this one is output
+ * only. */
+#include "devices/virtio/console.h"
+
 #include <endian.h>
 #include <errno.h>
 #include <pthread.h>
@@ -21,38 +20,18 @@
 
 #include "devices/chardev/chardev.h"
 #include "devices/device.h"
-#include "devices/virtio/virtio.h"
 #include "devices/virtio/virtio_pci.h"
 #include "vmm/evloop.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
 
-#define VIRTIO_CONSOLE_F_SIZE		0
-#define VIRTIO_CONSOLE_F_MULTIPORT	1
-#define VIRTIO_CONSOLE_F_EMERG_WRITE	2
+#define CONS_INBUF		VIRTIO_CONSOLE_INBUF
 
-#define CONS_RXQ		0
-#define CONS_TXQ		1
-#define CONS_QUEUE_SIZE		64
-#define CONS_INBUF		(64 * 1024)
-#define CONS_BUDGET		(256 * 1024)	/* TX bytes per callback */
-#define CONS_EMERG_WR_OFF	8
-
-struct virtio_console_config {
-	uint16_t cols;
-	uint16_t rows;
-	uint32_t max_nr_ports;
-	uint32_t emerg_wr;
-} __attribute__((packed));
-
-struct virtio_cons {
+struct virtio_console {
 	struct virtio_device vdev;
-	struct vm *vm;
-	struct virtio_pci *vp;
-	struct chardev *chr;
+	struct virtio_console_io io;
 	pthread_mutex_t lock;
 	bool active;
-	bool on_loop[2];
 	struct virtio_console_config cfg;
 
 	/* Host input not yet in a guest buffer (ring). */
@@ -63,15 +42,38 @@ struct virtio_cons {
 	struct vq_chain chain;
 };
 
-static struct virtio_cons *to_cons(struct virtio_device *dev)
+static struct virtio_console *to_cons(struct virtio_device *dev)
 {
-	return (struct virtio_cons *)((char *)dev - offsetof(struct virtio_cons, vdev));
+	return (struct virtio_console *)((char *)dev - offsetof(struct virtio_console, vdev));
+}
+
+static void io_write(struct virtio_console *c, const void *buf, size_t len)
+{
+	if (c->io.write)
+		c->io.write(c->io.opaque, buf, len);
+}
+
+/* Lock held. The chain just popped goes the wrong way for queue q: hand it
+ * back untouched and break the device. */
+static void reject_chain(struct virtio_console *c, unsigned q)
+{
+	static struct ratelimit rl = RATELIMIT_INIT(5000, 10);
+	struct virtqueue *vq = virtio_dev_queue(&c->vdev, q);
+
+	if (ratelimit_allow(&rl))
+		log_warn("virtio-console: %s chain on the %s; device needs reset",
+			 q == VIRTIO_CONSOLE_TXQ ? "device-writable" : "device-readable",
+			 q == VIRTIO_CONSOLE_TXQ ? "transmitq" : "receiveq");
+	virtqueue_push(vq, c->chain.head, 0);
+	virtqueue_mark_broken(vq, -EINVAL);
+	virtio_dev_notify_if_needed(&c->vdev, q);
+	virtio_dev_set_needs_reset(&c->vdev);
 }
 
 /* Lock held. Move buffered input into receive buffers. */
-static void rx_flush(struct virtio_cons *c)
+static void rx_flush(struct virtio_console *c)
 {
-	struct virtqueue *vq = virtio_dev_queue(&c->vdev, CONS_RXQ);
+	struct virtqueue *vq = virtio_dev_queue(&c->vdev, VIRTIO_CONSOLE_RXQ);
 	bool pushed = false;
 	int ret;
 
@@ -85,7 +87,13 @@ static void rx_flush(struct virtio_cons *c)
 			continue;
 		}
 		if (ret < 0) {
-			virtio_dev_queue_error(&c->vdev, CONS_RXQ, ret);
+			virtio_dev_queue_error(&c->vdev, VIRTIO_CONSOLE_RXQ, ret);
+			pushed = false;	/* that notified */
+			break;
+		}
+		if (c->chain.nr_out) {
+			reject_chain(c, VIRTIO_CONSOLE_RXQ);
+			pushed = false;	/* that notified */
 			break;
 		}
 		while (c->in_len && vq_writer_remaining(&c->chain)) {
@@ -105,19 +113,21 @@ static void rx_flush(struct virtio_cons *c)
 		pushed = true;
 	}
 	if (pushed)
-		virtio_dev_notify_if_needed(&c->vdev, CONS_RXQ);
+		virtio_dev_notify_if_needed(&c->vdev, VIRTIO_CONSOLE_RXQ);
 	if (c->in_paused && c->in_len <= CONS_INBUF / 2) {
 		c->in_paused = false;
-		chardev_resume_input(c->chr);
+		if (c->io.resume_input)
+			c->io.resume_input(c->io.opaque);
 	}
 }
 
 /* Lock held. Returns true when the budget ran out with work left. */
-static bool tx_process(struct virtio_cons *c)
+static bool tx_process(struct virtio_console *c)
 {
-	struct virtqueue *vq = virtio_dev_queue(&c->vdev, CONS_TXQ);
-	size_t budget = CONS_BUDGET;
-	bool more = false;
+	struct virtqueue *vq = virtio_dev_queue(&c->vdev, VIRTIO_CONSOLE_TXQ);
+	size_t budget = VIRTIO_CONSOLE_TX_BUDGET;
+	unsigned chains = VIRTIO_CONSOLE_TX_CHAINS;
+	bool more = false, pushed = false;
 	uint8_t buf[4096];
 	int ret;
 
@@ -127,7 +137,7 @@ static bool tx_process(struct virtio_cons *c)
 		while (!vq->error) {
 			size_t n;
 
-			if (!budget) {
+			if (!budget || !chains) {
 				more = true;
 				goto out;
 			}
@@ -135,55 +145,55 @@ static bool tx_process(struct virtio_cons *c)
 			if (ret == 0)
 				break;
 			if (ret < 0) {
-				virtio_dev_queue_error(&c->vdev, CONS_TXQ, ret);
+				virtio_dev_queue_error(&c->vdev, VIRTIO_CONSOLE_TXQ, ret);
+				pushed = false;	/* that notified */
 				goto out;
 			}
+			if (c->chain.nr_in) {
+				reject_chain(c, VIRTIO_CONSOLE_TXQ);
+				pushed = false;	/* that notified */
+				goto out;
+			}
+			chains--;
 			while ((n = vq_reader_read(&c->chain, buf, sizeof(buf))) > 0) {
-				chardev_write(c->chr, buf, n);
+				io_write(c, buf, n);
 				budget = budget > n ? budget - n : 0;
 			}
 			virtqueue_push(vq, c->chain.head, 0);
+			pushed = true;
 		}
 		if (vq->error || !virtqueue_enable_notify(vq))
 			break;
 	}
 out:
-	virtio_dev_notify_if_needed(&c->vdev, CONS_TXQ);
+	/* Without EVENT_IDX should_notify() says yes whenever the driver has
+	 * not set NO_INTERRUPT, pushed or not: ask only after a push. */
+	if (pushed)
+		virtio_dev_notify_if_needed(&c->vdev, VIRTIO_CONSOLE_TXQ);
 	return more;
 }
 
-static void on_rx_kick(void *opaque, uint32_t events)
+bool virtio_console_kick(struct virtio_console *c, unsigned q)
 {
-	struct virtio_cons *c = opaque;
 	eventfd_t v;
+	bool more = false;
 
-	(void)events;
-	(void)eventfd_read(virtio_dev_kick_fd(&c->vdev, CONS_RXQ), &v);
+	if (q != VIRTIO_CONSOLE_RXQ && q != VIRTIO_CONSOLE_TXQ)
+		return false;
+	(void)eventfd_read(virtio_dev_kick_fd(&c->vdev, q), &v);
 	pthread_mutex_lock(&c->lock);
-	rx_flush(c);
-	pthread_mutex_unlock(&c->lock);
-}
-
-static void on_tx_kick(void *opaque, uint32_t events)
-{
-	struct virtio_cons *c = opaque;
-	eventfd_t v;
-	bool more;
-
-	(void)events;
-	(void)eventfd_read(virtio_dev_kick_fd(&c->vdev, CONS_TXQ), &v);
-	pthread_mutex_lock(&c->lock);
-	more = tx_process(c);
+	if (q == VIRTIO_CONSOLE_RXQ)
+		rx_flush(c);
+	else
+		more = tx_process(c);
 	pthread_mutex_unlock(&c->lock);
 	if (more)
-		virtio_dev_queue_notify(&c->vdev, CONS_TXQ);
+		virtio_dev_queue_notify(&c->vdev, q);
+	return more;
 }
 
-/* Main thread: host input. */
-static void on_input(void *opaque, const uint8_t *buf, size_t len)
+void virtio_console_input(struct virtio_console *c, const uint8_t *buf, size_t len)
 {
-	struct virtio_cons *c = opaque;
-
 	pthread_mutex_lock(&c->lock);
 	while (len) {
 		size_t tail = (c->in_head + c->in_len) % CONS_INBUF;
@@ -205,16 +215,20 @@ static void on_input(void *opaque, const uint8_t *buf, size_t len)
 	rx_flush(c);
 	if (!c->in_paused && CONS_INBUF - c->in_len < CHARDEV_READ_MAX) {
 		c->in_paused = true;
-		chardev_pause_input(c->chr);
+		if (c->io.pause_input)
+			c->io.pause_input(c->io.opaque);
 	}
 	pthread_mutex_unlock(&c->lock);
 }
 
-static void on_quit(void *opaque)
+size_t virtio_console_input_pending(struct virtio_console *c)
 {
-	struct virtio_cons *c = opaque;
+	size_t n;
 
-	vm_request_quit(c->vm, "console escape C-a x");
+	pthread_mutex_lock(&c->lock);
+	n = c->in_len;
+	pthread_mutex_unlock(&c->lock);
+	return n;
 }
 
 static void cons_config_read(struct virtio_device *dev, size_t off, void *data, size_t len)
@@ -224,30 +238,32 @@ static void cons_config_read(struct virtio_device *dev, size_t off, void *data, 
 
 static void cons_config_write(struct virtio_device *dev, size_t off, const void *data, size_t len)
 {
-	struct virtio_cons *c = to_cons(dev);
+	struct virtio_console *c = to_cons(dev);
 
 	/* emerg_wr: the low byte is the character. */
-	if (off == CONS_EMERG_WR_OFF && len >= 1 &&
-	    virtio_dev_has_feature(dev, VIRTIO_CONSOLE_F_EMERG_WRITE))
-		chardev_write(c->chr, data, 1);
+	if (off == VIRTIO_CONSOLE_CFG_EMERG_WR && len >= 1 &&
+	    virtio_dev_has_feature(dev, VIRTIO_CONSOLE_F_EMERG_WRITE)) {
+		pthread_mutex_lock(&c->lock);
+		io_write(c, data, 1);
+		pthread_mutex_unlock(&c->lock);
+	}
 }
 
 static int cons_activate(struct virtio_device *dev)
 {
-	struct virtio_cons *c = to_cons(dev);
+	struct virtio_console *c = to_cons(dev);
 
 	pthread_mutex_lock(&c->lock);
 	c->active = true;
 	pthread_mutex_unlock(&c->lock);
-	virtio_dev_queue_notify(dev, CONS_RXQ);
-	virtio_dev_queue_notify(dev, CONS_TXQ);
+	virtio_dev_queue_notify(dev, VIRTIO_CONSOLE_RXQ);
+	virtio_dev_queue_notify(dev, VIRTIO_CONSOLE_TXQ);
 	return 0;
 }
 
-/* Buffered host input survives a reset: it was typed, the next driver gets it. */
 static void cons_reset(struct virtio_device *dev)
 {
-	struct virtio_cons *c = to_cons(dev);
+	struct virtio_console *c = to_cons(dev);
 
 	pthread_mutex_lock(&c->lock);
 	c->active = false;
@@ -264,44 +280,22 @@ static const struct virtio_device_ops cons_ops = {
 	.reset = cons_reset,
 };
 
-static void cons_destroy(void *state)
+int virtio_console_create(struct virtio_console **out, const struct guest_mem *gm,
+			  const struct virtio_console_io *io)
 {
-	struct virtio_cons *c = state;
-
-	if (!c)
-		return;
-	for (unsigned q = 0; q < 2; q++)
-		if (c->on_loop[q])
-			evloop_del(c->vm->loop, virtio_dev_kick_fd(&c->vdev, q));
-	virtio_pci_destroy(c->vp);
-	chardev_destroy(c->chr);
-	virtio_dev_destroy(&c->vdev);
-	pthread_mutex_destroy(&c->lock);
-	free(c->in);
-	free(c);
-}
-
-static int cons_realize(struct vm *vm, void **state)
-{
-	static const evloop_cb kick_cb[2] = { on_rx_kick, on_tx_kick };
-	struct pci_host *h = pci_host_of(vm);
-	struct vm_config ccfg;
-	struct virtio_cons *c;
+	struct virtio_console *c;
 	int ret;
 
-	*state = NULL;
-	if (!vm->cfg->virtio_console_enabled)
-		return 0;
-	if (!h)
-		return -ENODEV;
+	*out = NULL;
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
-	c->vm = vm;
 	pthread_mutex_init(&c->lock, NULL);
+	if (io)
+		c->io = *io;
 	c->cfg.max_nr_ports = htole32(1);
 	/* First: it marks the kick eventfds absent even when it fails. */
-	ret = virtio_dev_init(&c->vdev, &cons_ops, &vm->mem, 2, CONS_QUEUE_SIZE,
+	ret = virtio_dev_init(&c->vdev, &cons_ops, gm, 2, VIRTIO_CONSOLE_QUEUE_SIZE,
 			      VIRTIO_BIT(VIRTIO_CONSOLE_F_EMERG_WRITE) |
 			      VIRTIO_BIT(VIRTIO_RING_F_EVENT_IDX) |
 			      VIRTIO_BIT(VIRTIO_RING_F_INDIRECT_DESC));
@@ -312,38 +306,151 @@ static int cons_realize(struct vm *vm, void **state)
 		ret = -ENOMEM;
 		goto err;
 	}
-	ccfg = *vm->cfg;
-	ccfg.console = vm->cfg->virtio_console;
-	ccfg.console_path = vm->cfg->virtio_console_path;
-	c->chr = chardev_create(&ccfg, vm->loop, on_input, on_quit, c, &ret);
-	if (!c->chr)
-		goto err;
-	for (unsigned q = 0; q < 2; q++) {
-		ret = evloop_add(vm->loop, virtio_dev_kick_fd(&c->vdev, q), EPOLLIN, kick_cb[q], c);
-		if (ret)
-			goto err;
-		c->on_loop[q] = true;
-	}
-	ret = virtio_pci_create(h, &c->vdev, &c->vp);
-	if (ret)
-		goto err;
-	*state = c;
+	*out = c;
 	return 0;
 err:
-	cons_destroy(c);
+	virtio_console_destroy(c);
 	return ret;
 }
 
-static void cons_vm_reset(void *state)
+void virtio_console_destroy(struct virtio_console *c)
 {
-	virtio_pci_reset(((struct virtio_cons *)state)->vp);
+	if (!c)
+		return;
+	virtio_dev_destroy(&c->vdev);
+	pthread_mutex_destroy(&c->lock);
+	free(c->in);
+	free(c);
+}
+
+struct virtio_device *virtio_console_virtio(struct virtio_console *c)
+{
+	return &c->vdev;
+}
+
+/* ---- virtio-pci glue ---- */
+
+struct cons_pci {
+	struct vm *vm;
+	struct virtio_console *cons;
+	struct virtio_pci *vp;
+	struct chardev *chr;
+	bool on_loop[2];
+};
+
+static void glue_write(void *opaque, const void *buf, size_t len)
+{
+	chardev_write(((struct cons_pci *)opaque)->chr, buf, len);
+}
+
+static void glue_pause(void *opaque)
+{
+	chardev_pause_input(((struct cons_pci *)opaque)->chr);
+}
+
+static void glue_resume(void *opaque)
+{
+	chardev_resume_input(((struct cons_pci *)opaque)->chr);
+}
+
+/* Main thread: host input. */
+static void on_input(void *opaque, const uint8_t *buf, size_t len)
+{
+	virtio_console_input(((struct cons_pci *)opaque)->cons, buf, len);
+}
+
+static void on_quit(void *opaque)
+{
+	vm_request_quit(((struct cons_pci *)opaque)->vm, "console escape C-a x");
+}
+
+static void on_rx_kick(void *opaque, uint32_t events)
+{
+	(void)events;
+	(void)virtio_console_kick(((struct cons_pci *)opaque)->cons, VIRTIO_CONSOLE_RXQ);
+}
+
+static void on_tx_kick(void *opaque, uint32_t events)
+{
+	(void)events;
+	(void)virtio_console_kick(((struct cons_pci *)opaque)->cons, VIRTIO_CONSOLE_TXQ);
+}
+
+static void cons_pci_destroy(void *state)
+{
+	struct cons_pci *p = state;
+
+	if (!p)
+		return;
+	for (unsigned q = 0; q < 2; q++)
+		if (p->on_loop[q])
+			evloop_del(p->vm->loop, virtio_dev_kick_fd(virtio_console_virtio(p->cons), q));
+	virtio_pci_destroy(p->vp);
+	chardev_destroy(p->chr);
+	virtio_console_destroy(p->cons);
+	free(p);
+}
+
+static int cons_pci_realize(struct vm *vm, void **state)
+{
+	static const evloop_cb kick_cb[2] = { on_rx_kick, on_tx_kick };
+	struct pci_host *h = pci_host_of(vm);
+	struct virtio_console_io io;
+	struct vm_config ccfg;
+	struct cons_pci *p;
+	int ret;
+
+	*state = NULL;
+	if (!vm->cfg->virtio_console_enabled)
+		return 0;
+	if (!h)
+		return -ENODEV;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->vm = vm;
+	io = (struct virtio_console_io){
+		.write = glue_write,
+		.pause_input = glue_pause,
+		.resume_input = glue_resume,
+		.opaque = p,
+	};
+	ret = virtio_console_create(&p->cons, &vm->mem, &io);
+	if (ret)
+		goto err;
+	ccfg = *vm->cfg;
+	ccfg.console = vm->cfg->virtio_console;
+	ccfg.console_path = vm->cfg->virtio_console_path;
+	p->chr = chardev_create(&ccfg, vm->loop, on_input, on_quit, p, &ret);
+	if (!p->chr)
+		goto err;
+	for (unsigned q = 0; q < 2; q++) {
+		ret = evloop_add(vm->loop, virtio_dev_kick_fd(virtio_console_virtio(p->cons), q),
+				 EPOLLIN, kick_cb[q], p);
+		if (ret)
+			goto err;
+		p->on_loop[q] = true;
+	}
+	ret = virtio_pci_create(h, virtio_console_virtio(p->cons), &p->vp);
+	if (ret)
+		goto err;
+	*state = p;
+	return 0;
+err:
+	cons_pci_destroy(p);
+	return ret;
+}
+
+static void cons_pci_reset(void *state)
+{
+	virtio_pci_reset(((struct cons_pci *)state)->vp);
 }
 
 static struct device_desc cons_desc = {
 	.name = "virtio-console",
 	.level = DEVICE_LEVEL_VIRTIO,
-	.realize = cons_realize,
-	.reset = cons_vm_reset,
-	.destroy = cons_destroy,
+	.realize = cons_pci_realize,
+	.reset = cons_pci_reset,
+	.destroy = cons_pci_destroy,
 };
 DEVICE_REGISTER(cons_desc);

@@ -1,9 +1,8 @@
-/* virtio-rng (virtio 1.2 section 5.4) on virtio-pci, enabled by
- * cfg->virtio_rng. One request queue; every device-writable buffer is
- * filled from getrandom(2), up to RNG_REQ_MAX bytes per request. Requests
- * are served on the main event loop, which watches the queue's kick
- * eventfd; a callback handles at most RNG_BUDGET bytes and re-kicks itself
- * for the rest, so a guest cannot monopolise the loop. */
+/* virtio-rng: the core (see rng.h) and its virtio-pci glue, enabled by
+ * cfg->virtio_rng. In the VMM requests are served on the main event loop,
+ * which watches the queue's kick eventfd. */
+#include "devices/virtio/rng.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -13,24 +12,17 @@
 #include <sys/random.h>
 
 #include "devices/device.h"
-#include "devices/virtio/virtio.h"
 #include "devices/virtio/virtio_pci.h"
 #include "vmm/evloop.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
 
-#define RNG_QUEUE_SIZE	64
-#define RNG_REQ_MAX	(64 * 1024)
-#define RNG_BUDGET	(1024 * 1024)
 #define RNG_CHUNK	4096
 
 struct virtio_rng {
 	struct virtio_device vdev;
-	struct vm *vm;
-	struct virtio_pci *vp;
 	pthread_mutex_t lock;
 	bool active;
-	bool on_loop;
 	uint64_t bytes;
 	struct vq_chain chain;
 };
@@ -64,8 +56,9 @@ static size_t fill(struct vq_chain *c, size_t want)
 static bool process(struct virtio_rng *r)
 {
 	struct virtqueue *vq = virtio_dev_queue(&r->vdev, 0);
-	size_t budget = RNG_BUDGET;
-	bool more = false;
+	size_t budget = VIRTIO_RNG_BUDGET;
+	unsigned chains = VIRTIO_RNG_CHAINS_MAX;
+	bool more = false, pushed = false;
 	int ret;
 
 	if (!r->active || !vq->ready)
@@ -74,7 +67,9 @@ static bool process(struct virtio_rng *r)
 		while (!vq->error) {
 			size_t want, n;
 
-			if (!budget) {
+			/* Chains count too: one without writable bytes costs
+			 * no budget bytes but still costs a walk. */
+			if (!budget || !chains) {
 				more = true;
 				goto out;
 			}
@@ -82,40 +77,55 @@ static bool process(struct virtio_rng *r)
 			if (ret == 0)
 				break;
 			if (ret < 0) {
-				virtio_dev_queue_error(&r->vdev, 0, ret);
+				virtio_dev_queue_error(&r->vdev, 0, ret);	/* notifies */
+				pushed = false;
 				goto out;
 			}
+			chains--;
 			want = vq_writer_remaining(&r->chain);
-			if (want > RNG_REQ_MAX)
-				want = RNG_REQ_MAX;
+			if (want > VIRTIO_RNG_REQ_MAX)
+				want = VIRTIO_RNG_REQ_MAX;
 			if (want > budget)
 				want = budget;
 			n = fill(&r->chain, want);
 			budget -= want;
 			r->bytes += n;
 			virtqueue_push(vq, r->chain.head, (uint32_t)n);
+			pushed = true;
 		}
 		if (vq->error || !virtqueue_enable_notify(vq))
 			break;
 	}
 out:
-	virtio_dev_notify_if_needed(&r->vdev, 0);
+	/* Without EVENT_IDX should_notify() says yes whenever the driver has
+	 * not set NO_INTERRUPT, pushed or not: ask only after a push. */
+	if (pushed)
+		virtio_dev_notify_if_needed(&r->vdev, 0);
 	return more;
 }
 
-static void rng_kick(void *opaque, uint32_t events)
+bool virtio_rng_kick(struct virtio_rng *r)
 {
-	struct virtio_rng *r = opaque;
 	eventfd_t v;
 	bool more;
 
-	(void)events;
 	(void)eventfd_read(virtio_dev_kick_fd(&r->vdev, 0), &v);
 	pthread_mutex_lock(&r->lock);
 	more = process(r);
 	pthread_mutex_unlock(&r->lock);
 	if (more)
 		virtio_dev_queue_notify(&r->vdev, 0);
+	return more;
+}
+
+uint64_t virtio_rng_bytes(struct virtio_rng *r)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&r->lock);
+	n = r->bytes;
+	pthread_mutex_unlock(&r->lock);
+	return n;
 }
 
 static int rng_activate(struct virtio_device *dev)
@@ -146,24 +156,75 @@ static const struct virtio_device_ops rng_ops = {
 	.reset = rng_reset,
 };
 
-static void rng_destroy(void *state)
+int virtio_rng_create(struct virtio_rng **out, const struct guest_mem *gm)
 {
-	struct virtio_rng *r = state;
+	struct virtio_rng *r;
+	int ret;
 
+	*out = NULL;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	pthread_mutex_init(&r->lock, NULL);
+	ret = virtio_dev_init(&r->vdev, &rng_ops, gm, 1, VIRTIO_RNG_QUEUE_SIZE,
+			      VIRTIO_BIT(VIRTIO_RING_F_EVENT_IDX) |
+			      VIRTIO_BIT(VIRTIO_RING_F_INDIRECT_DESC));
+	if (ret) {
+		virtio_rng_destroy(r);
+		return ret;
+	}
+	*out = r;
+	return 0;
+}
+
+void virtio_rng_destroy(struct virtio_rng *r)
+{
 	if (!r)
 		return;
-	if (r->on_loop)
-		evloop_del(r->vm->loop, virtio_dev_kick_fd(&r->vdev, 0));
-	virtio_pci_destroy(r->vp);
 	virtio_dev_destroy(&r->vdev);
 	pthread_mutex_destroy(&r->lock);
 	free(r);
 }
 
-static int rng_realize(struct vm *vm, void **state)
+struct virtio_device *virtio_rng_virtio(struct virtio_rng *r)
+{
+	return &r->vdev;
+}
+
+/* ---- virtio-pci glue ---- */
+
+struct rng_pci {
+	struct vm *vm;
+	struct virtio_rng *rng;
+	struct virtio_pci *vp;
+	bool on_loop;
+};
+
+static void rng_pci_kick(void *opaque, uint32_t events)
+{
+	struct rng_pci *p = opaque;
+
+	(void)events;
+	(void)virtio_rng_kick(p->rng);
+}
+
+static void rng_pci_destroy(void *state)
+{
+	struct rng_pci *p = state;
+
+	if (!p)
+		return;
+	if (p->on_loop)
+		evloop_del(p->vm->loop, virtio_dev_kick_fd(virtio_rng_virtio(p->rng), 0));
+	virtio_pci_destroy(p->vp);
+	virtio_rng_destroy(p->rng);
+	free(p);
+}
+
+static int rng_pci_realize(struct vm *vm, void **state)
 {
 	struct pci_host *h = pci_host_of(vm);
-	struct virtio_rng *r;
+	struct rng_pci *p;
 	int ret;
 
 	*state = NULL;
@@ -171,40 +232,38 @@ static int rng_realize(struct vm *vm, void **state)
 		return 0;
 	if (!h)
 		return -ENODEV;
-	r = calloc(1, sizeof(*r));
-	if (!r)
+	p = calloc(1, sizeof(*p));
+	if (!p)
 		return -ENOMEM;
-	r->vm = vm;
-	pthread_mutex_init(&r->lock, NULL);
-	ret = virtio_dev_init(&r->vdev, &rng_ops, &vm->mem, 1, RNG_QUEUE_SIZE,
-			      VIRTIO_BIT(VIRTIO_RING_F_EVENT_IDX) |
-			      VIRTIO_BIT(VIRTIO_RING_F_INDIRECT_DESC));
+	p->vm = vm;
+	ret = virtio_rng_create(&p->rng, &vm->mem);
 	if (ret)
 		goto err;
-	ret = evloop_add(vm->loop, virtio_dev_kick_fd(&r->vdev, 0), EPOLLIN, rng_kick, r);
+	ret = evloop_add(vm->loop, virtio_dev_kick_fd(virtio_rng_virtio(p->rng), 0), EPOLLIN,
+			 rng_pci_kick, p);
 	if (ret)
 		goto err;
-	r->on_loop = true;
-	ret = virtio_pci_create(h, &r->vdev, &r->vp);
+	p->on_loop = true;
+	ret = virtio_pci_create(h, virtio_rng_virtio(p->rng), &p->vp);
 	if (ret)
 		goto err;
-	*state = r;
+	*state = p;
 	return 0;
 err:
-	rng_destroy(r);
+	rng_pci_destroy(p);
 	return ret;
 }
 
-static void rng_vm_reset(void *state)
+static void rng_pci_reset(void *state)
 {
-	virtio_pci_reset(((struct virtio_rng *)state)->vp);
+	virtio_pci_reset(((struct rng_pci *)state)->vp);
 }
 
 static struct device_desc rng_desc = {
 	.name = "virtio-rng",
 	.level = DEVICE_LEVEL_VIRTIO,
-	.realize = rng_realize,
-	.reset = rng_vm_reset,
-	.destroy = rng_destroy,
+	.realize = rng_pci_realize,
+	.reset = rng_pci_reset,
+	.destroy = rng_pci_destroy,
 };
 DEVICE_REGISTER(rng_desc);

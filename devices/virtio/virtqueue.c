@@ -275,10 +275,12 @@ bool virtqueue_should_notify(struct virtqueue *vq)
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	if (!vq->event_idx) {
 		uint16_t flags = le16toh(__atomic_load_n(ring16(vq->avail, AVAIL_FLAGS), __ATOMIC_RELAXED));
+		/* Nothing pushed since the last interrupt: nothing to signal. */
+		bool fresh = !vq->signalled_used_valid || vq->signalled_used != vq->used_idx;
 
 		vq->signalled_used = vq->used_idx;
 		vq->signalled_used_valid = true;
-		return !(flags & VIRTQ_AVAIL_F_NO_INTERRUPT);
+		return fresh && !(flags & VIRTQ_AVAIL_F_NO_INTERRUPT);
 	}
 	valid = vq->signalled_used_valid;
 	old = vq->signalled_used;
