@@ -112,7 +112,7 @@ def wait_ticks_advance(start, timeout=10):
     fail("ticks did not advance past %d" % start)
 
 
-proc = subprocess.Popen([ember, "run", "--kernel", kernel, "--api-sock", sock,
+proc = subprocess.Popen([ember, "run", "--kernel", kernel, "--api-sock", sock, "--cpus", "2",
                          "--console", "file:" + out],
                         stdin=subprocess.DEVNULL, stdout=log, stderr=log)
 try:
@@ -174,6 +174,10 @@ try:
                 fail("query-cpus-fast entry lacks %s: %r" % (key, c))
         if not os.path.isdir("/proc/%d/task/%d" % (proc.pid, c["thread-id"])):
             fail("vCPU thread %d is not a thread of ember" % c["thread-id"])
+        with open("/proc/%d/task/%d/comm" % (proc.pid, c["thread-id"])) as f:
+            comm = f.read().strip()
+        if comm != "vcpu%d" % c["cpu-index"]:
+            fail("vCPU %d thread is named %r" % (c["cpu-index"], comm))
 
     ver = q.cmd("query-version")
     if ver["qemu"]["major"] != 7 or "package" not in ver:
