@@ -9,8 +9,9 @@ require_kvm
 command -v python3 >/dev/null || { echo "SKIP: python3 not found" >&2; exit 77; }
 [ -f "$EMBER_GUEST_DIR/ticker.elf" ] || fail "guest ticker.elf not built in $EMBER_GUEST_DIR"
 
-python3 - "$EMBER" "$EMBER_GUEST_DIR/ticker.elf" "$TMPD" <<'PYEOF'
+PYTHONPATH="$(dirname "$0")" python3 - "$EMBER" "$EMBER_GUEST_DIR/ticker.elf" "$TMPD" <<'PYEOF'
 import json, os, re, socket, subprocess, sys, time
+from qmp_client import QMP
 
 ember, kernel, tmpd = sys.argv[1:4]
 sock = os.path.join(tmpd, "s.sock")
@@ -23,75 +24,6 @@ def fail(msg):
     sys.stderr.write(open(os.path.join(tmpd, "ember.log")).read())
     sys.stderr.write("FAIL: %s\n" % msg)
     sys.exit(1)
-
-
-class QMP:
-    def __init__(self, path, negotiate=True, timeout=15):
-        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.s.settimeout(timeout)
-        self.s.connect(path)
-        self.buf = b""
-        self.events = []
-        self.greeting = self.recv()
-        if "QMP" not in self.greeting:
-            fail("bad greeting %r" % self.greeting)
-        if negotiate:
-            self.cmd("qmp_capabilities")
-
-    def recv(self):
-        while b"\n" not in self.buf:
-            d = self.s.recv(1 << 16)
-            if not d:
-                raise EOFError("server closed the connection")
-            self.buf += d
-        line, self.buf = self.buf.split(b"\n", 1)
-        if not line.endswith(b"\r"):
-            fail("message not CRLF-terminated: %r" % line[:80])
-        return json.loads(line)
-
-    def reply(self):
-        while True:
-            m = self.recv()
-            if "event" in m:
-                self.events.append(m)
-                continue
-            return m
-
-    def send(self, data):
-        self.s.sendall(data if isinstance(data, bytes) else data.encode())
-
-    def execute(self, name, args=None, id=None):
-        msg = {"execute": name}
-        if args is not None:
-            msg["arguments"] = args
-        if id is not None:
-            msg["id"] = id
-        self.send(json.dumps(msg))
-        return self.reply()
-
-    def cmd(self, name, args=None):
-        r = self.execute(name, args)
-        if "return" not in r:
-            fail("%s failed: %r" % (name, r))
-        return r["return"]
-
-    def expect_error(self, cls):
-        r = self.reply()
-        if r.get("error", {}).get("class") != cls:
-            fail("expected %s, got %r" % (cls, r))
-        return r
-
-    def wait_event(self, name, timeout=10):
-        end = time.time() + timeout
-        while time.time() < end:
-            for i, e in enumerate(self.events):
-                if e["event"] == name:
-                    return self.events.pop(i)
-            self.events.append(self.recv())
-        fail("no %s event" % name)
-
-    def close(self):
-        self.s.close()
 
 
 def last_tick():
@@ -128,7 +60,7 @@ try:
         fail("socket mode %o, want 600" % mode)
 
     # Negotiation rules.
-    q = QMP(sock, negotiate=False)
+    q = QMP(sock, fail, negotiate=False)
     v = q.greeting["QMP"]["version"]
     if v["qemu"] != {"major": 7, "minor": 2, "micro": 0} or not v["package"].startswith("ember "):
         fail("greeting version %r" % v)
@@ -220,12 +152,12 @@ try:
         fail("no recovery after an oversized message")
 
     # A client that leaves mid-message costs nothing.
-    c = QMP(sock)
+    c = QMP(sock, fail)
     c.send('{"execute": "query-sta')
     c.close()
 
     # 50 clients at once.
-    many = [QMP(sock, negotiate=False) for _ in range(50)]
+    many = [QMP(sock, fail, negotiate=False) for _ in range(50)]
     for c in many:
         c.send('{"execute": "qmp_capabilities"}')
     for c in many:

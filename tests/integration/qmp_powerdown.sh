@@ -10,8 +10,9 @@ require_kvm
 command -v python3 >/dev/null || { echo "SKIP: python3 not found" >&2; exit 77; }
 [ -f "$EMBER_GUEST_DIR/pwrbtn.elf" ] || fail "guest pwrbtn.elf not built in $EMBER_GUEST_DIR"
 
-python3 - "$EMBER" "$EMBER_GUEST_DIR/pwrbtn.elf" "$TMPD" <<'PYEOF'
+PYTHONPATH="$(dirname "$0")" python3 - "$EMBER" "$EMBER_GUEST_DIR/pwrbtn.elf" "$TMPD" <<'PYEOF'
 import json, os, socket, subprocess, sys, time
+from qmp_client import QMP
 
 ember, kernel, tmpd = sys.argv[1:4]
 sock = os.path.join(tmpd, "s.sock")
@@ -29,45 +30,6 @@ def fail(msg):
         pass
     sys.stderr.write("FAIL: %s\n" % msg)
     sys.exit(1)
-
-
-class QMP:
-    def __init__(self, path, timeout=15):
-        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.s.settimeout(timeout)
-        self.s.connect(path)
-        self.buf = b""
-        self.events = []
-        greeting = self.recv()
-        if "QMP" not in greeting:
-            fail("bad greeting %r" % greeting)
-        r = self.execute("qmp_capabilities")
-        if r != {"return": {}}:
-            fail("qmp_capabilities: %r" % r)
-
-    def recv(self):
-        while b"\n" not in self.buf:
-            d = self.s.recv(1 << 16)
-            if not d:
-                raise EOFError("server closed the connection")
-            self.buf += d
-        line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line)
-
-    def execute(self, name):
-        self.s.sendall(json.dumps({"execute": name}).encode())
-        while True:
-            m = self.recv()
-            if "event" in m:
-                self.events.append(m)
-                continue
-            return m
-
-    def next_event(self, deadline):
-        if self.events:
-            return self.events.pop(0)
-        self.s.settimeout(max(0.01, deadline - time.time()))
-        return self.recv()
 
 
 def serial_has(text):
@@ -88,7 +50,7 @@ try:
         if time.time() > end:
             fail("the control socket never appeared")
         time.sleep(0.02)
-    q = QMP(sock)
+    q = QMP(sock, fail)
 
     # The guest must have armed the button before it is pressed.
     end = time.time() + 30
