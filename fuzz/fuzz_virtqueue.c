@@ -18,6 +18,7 @@
 #include "devices/virtio/virtqueue.h"
 #include "vmm/guest_mem.h"
 #include "vmm/log.h"
+#include "fuzz/fuzz_vq_layout.h"
 
 #define MEM_BASE	0x10000ULL
 #define MEM_SIZE	(64U << 10)
@@ -50,16 +51,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    gm_add_region(&gm, MEM_BASE + MEM_SIZE, MEM2_SIZE, mem2))
 		abort();
 
-	virtqueue_init(&vq, &gm, 256);
-	vq.size = (uint16_t)(1U << (data[0] % 9));
-	vq.event_idx = data[1] & 1;
-	vq.indirect = data[1] & 2;
-	vq.desc_gpa = MEM_BASE + (data[2] | (uint32_t)data[3] << 8);
-	vq.avail_gpa = MEM_BASE + (data[4] | (uint32_t)data[5] << 8);
-	vq.used_gpa = MEM_BASE + (data[6] | (uint32_t)data[7] << 8);
-	vq.enabled = true;
-	max_pops = data[8] ? data[8] : 1;
-	if (virtqueue_validate(&vq))
+	max_pops = fuzz_vq_setup(&vq, &gm, MEM_BASE, data);
+	if (!max_pops)
 		return 0;
 
 	for (unsigned i = 0; i < max_pops; i++) {
