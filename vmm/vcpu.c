@@ -549,6 +549,11 @@ static void *vcpu_thread(void *arg)
 			check = true;
 		}
 	}
+	/* vm_pause() must not wait for a vCPU that has left its loop. */
+	pthread_mutex_lock(&vm->lock);
+	vm->vcpus_exited++;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
 	tls_run = NULL;
 	return NULL;
 }

@@ -440,6 +440,7 @@ static void vm_stop(struct vm *vm)
 		vcpu_join(vm->vcpus[i]);
 	vcpu_drain_coalesced(vm);
 	vm->state = VM_STATE_STOPPED;
+	vm->vcpus_exited = 0;
 }
 
 struct vm_loop_ctx {
