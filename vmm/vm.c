@@ -202,9 +202,10 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 		log_err("%s", err);
 		goto err;
 	}
-	if (cfg->cpus == 0 || cfg->cpus > (unsigned)vm->kvm->max_vcpus || cfg->cpus > 255) {
+	/* xAPIC ids: 254 vCPUs at most (the IOAPIC takes the next id). */
+	if (cfg->cpus == 0 || cfg->cpus > (unsigned)vm->kvm->max_vcpus || cfg->cpus > ACPI_MAX_CPUS) {
 		log_err("--cpus %u: this host's KVM allows 1 to %d vCPUs", cfg->cpus,
-			vm->kvm->max_vcpus < 255 ? vm->kvm->max_vcpus : 255);
+			vm->kvm->max_vcpus < ACPI_MAX_CPUS ? vm->kvm->max_vcpus : ACPI_MAX_CPUS);
 		ret = -EINVAL;
 		goto err;
 	}
