@@ -17,6 +17,7 @@ struct kvm_vm;
 struct vcpu;
 struct evloop;
 struct qmp_server;
+struct qmp_block_info;
 
 enum vm_state {
 	VM_STATE_CREATED,
@@ -88,6 +89,8 @@ struct vm {
 	int watchdog_fd;	/* systemd watchdog keep-alive timer */
 	bool guest_panicked;
 	bool error_stopped;
+	/* query-block: the disk device fills entry `index` (-ENOENT past the end). */
+	int (*block_info)(struct vm *vm, unsigned index, struct qmp_block_info *out);
 };
 
 int vm_create(struct vm *vm, const struct vm_config *cfg)
@@ -117,9 +120,6 @@ void vm_control_stop(struct vm *vm);
 /* Emit a QMP event (data is stolen; may be NULL). Thread-safe. */
 struct json_t;
 void vm_emit_event(struct vm *vm, const char *name, struct json_t *data);
-struct qmp_block_info;
-void vm_control_set_block_provider(int (*fn)(struct vm *vm, unsigned index,
-					     struct qmp_block_info *out));
 /* SIGTERM: press the power button, quit after cfg->shutdown_timeout_s. */
 void vm_graceful_shutdown(struct vm *vm, const char *cause);
 

@@ -172,18 +172,11 @@ static uint64_t backend_memory_size(void *opaque)
 	return ((struct vm *)opaque)->mem.ram_size;
 }
 
-/* Disk statistics come from the virtio-blk devices, which register a
- * provider here (see vm_control_set_block_provider). */
-static int (*block_provider)(struct vm *vm, unsigned index, struct qmp_block_info *out);
-
-void vm_control_set_block_provider(int (*fn)(struct vm *, unsigned, struct qmp_block_info *))
-{
-	block_provider = fn;
-}
-
 static int backend_block_info(void *opaque, unsigned index, struct qmp_block_info *out)
 {
-	return block_provider ? block_provider(opaque, index, out) : -ENOENT;
+	struct vm *vm = opaque;
+
+	return vm->block_info ? vm->block_info(vm, index, out) : -ENOENT;
 }
 
 static const struct qmp_backend_ops vm_qmp_ops = {

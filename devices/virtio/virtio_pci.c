@@ -628,7 +628,7 @@ static int blk_pci_realize(struct vm *vm, void **state)
 		if (ret)
 			goto err;
 	}
-	vm_control_set_block_provider(blk_pci_block_info);
+	vm->block_info = blk_pci_block_info;
 	*state = s;
 	return 0;
 err:
