@@ -508,6 +508,7 @@ struct blk_dev {
 	int epfd, stop_fd, pause_fd;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
+	unsigned pause_count;		/* blk_pause() calls not yet resumed */
 	bool pause_req, paused, stop_req;
 	bool thread_exited;		/* the loop ended on its own */
 };
@@ -534,6 +535,11 @@ bool blk_is_direct(const struct blk_dev *blk)
 
 static struct ratelimit blk_rl = RATELIMIT_INIT(5000, 10);
 
+/* Only the I/O thread (or a caller holding the device paused) updates the
+ * counters; blk_get_stats() reads them from any thread without pausing. */
+#define STAT_INC(b, f)		__atomic_fetch_add(&(b)->stats.f, 1, __ATOMIC_RELAXED)
+#define STAT_ADD(b, f, n)	__atomic_fetch_add(&(b)->stats.f, (n), __ATOMIC_RELAXED)
+
 static void req_release(struct blk_dev *b, struct blk_req *req)
 {
 	if (req->bounce) {
@@ -550,25 +556,25 @@ static void count_done(struct blk_dev *b, const struct blk_req *req)
 	bool ok = req->status == VIRTIO_BLK_S_OK;
 
 	if (req->status == VIRTIO_BLK_S_IOERR)
-		b->stats.ioerr++;
+		STAT_INC(b, ioerr);
 	else if (req->status == VIRTIO_BLK_S_UNSUPP)
-		b->stats.unsupp++;
+		STAT_INC(b, unsupp);
 	switch (req->op) {
 	case BLK_OP_READ:
 		if (ok)
-			b->stats.rd_bytes += req->len;
+			STAT_ADD(b, rd_bytes, req->len);
 		else
-			b->stats.failed_reads++;
+			STAT_INC(b, failed_reads);
 		break;
 	case BLK_OP_WRITE:
 		if (ok)
-			b->stats.wr_bytes += req->len;
+			STAT_ADD(b, wr_bytes, req->len);
 		else
-			b->stats.failed_writes++;
+			STAT_INC(b, failed_writes);
 		break;
 	case BLK_OP_FLUSH:
 		if (!ok)
-			b->stats.failed_flushes++;
+			STAT_INC(b, failed_flushes);
 		break;
 	default:
 		break;
@@ -591,9 +597,9 @@ static void flush_notify(struct blk_dev *b)
 	if (!b->pushed)
 		return;
 	b->pushed = false;
-	b->stats.batches++;
+	STAT_INC(b, batches);
 	if (virtqueue_should_notify(&b->vdev.queues[0]) && b->vdev.notify_used) {
-		b->stats.notifications++;
+		STAT_INC(b, notifications);
 		b->vdev.notify_used(&b->vdev, 0);
 	}
 }
@@ -633,7 +639,7 @@ static int req_issue(struct blk_dev *b, struct blk_req *req)
 			goto fail;
 		}
 		b->bounce_bytes += req->len;
-		b->stats.bounced++;
+		STAT_INC(b, bounced);
 		if (req->op == BLK_OP_WRITE) {
 			size_t done = 0;
 
@@ -656,8 +662,8 @@ static int req_issue(struct blk_dev *b, struct blk_req *req)
 	if (ret)
 		goto fail;
 	b->inflight++;
-	if (b->inflight > b->stats.max_inflight)
-		b->stats.max_inflight = b->inflight;
+	if (b->inflight > __atomic_load_n(&b->stats.max_inflight, __ATOMIC_RELAXED))
+		__atomic_store_n(&b->stats.max_inflight, b->inflight, __ATOMIC_RELAXED);
 	return 0;
 
 fail:
@@ -699,7 +705,7 @@ static void handle_chain(struct blk_dev *b, struct blk_req *req)
 	struct virtqueue *vq = &b->vdev.queues[0];
 	int ret = blk_parse_request(&b->geom, &b->chain, req);
 
-	b->stats.requests++;
+	STAT_INC(b, requests);
 	if (ret < 0) {
 		/* No status byte: not a block request we can answer. */
 		if (ratelimit_allow(&blk_rl))
@@ -712,16 +718,16 @@ static void handle_chain(struct blk_dev *b, struct blk_req *req)
 		return;
 	}
 	switch (req->op) {
-	case BLK_OP_READ: b->stats.reads++; break;
-	case BLK_OP_WRITE: b->stats.writes++; break;
-	case BLK_OP_FLUSH: b->stats.flushes++; break;
-	case BLK_OP_DISCARD: b->stats.discards++; break;
-	case BLK_OP_WRITE_ZEROES: b->stats.write_zeroes++; break;
+	case BLK_OP_READ: STAT_INC(b, reads); break;
+	case BLK_OP_WRITE: STAT_INC(b, writes); break;
+	case BLK_OP_FLUSH: STAT_INC(b, flushes); break;
+	case BLK_OP_DISCARD: STAT_INC(b, discards); break;
+	case BLK_OP_WRITE_ZEROES: STAT_INC(b, write_zeroes); break;
 	case BLK_OP_NONE: break;
 	}
 	if (ret == 1) {
 		if (req->status == VIRTIO_BLK_S_OK && req->used_len > 1)
-			b->stats.get_ids++;
+			STAT_INC(b, get_ids);
 		req_complete(b, req);
 		return;
 	}
@@ -913,6 +919,7 @@ int blk_start(struct blk_dev *b)
 	if (b->thread_running)
 		return 0;
 	b->stop_req = b->pause_req = b->paused = b->thread_exited = false;
+	b->pause_count = 0;
 	ret = pthread_create(&b->thread, NULL, io_thread, b);
 	if (ret)
 		return -ret;
@@ -920,14 +927,18 @@ int blk_start(struct blk_dev *b)
 	return 0;
 }
 
+/* Pauses nest: the device runs again only when every blk_pause() has had its
+ * blk_resume(). A vCPU resetting the device and the VM pausing can overlap. */
 void blk_pause(struct blk_dev *b)
 {
 	if (!b->thread_running)
 		return;
 	pthread_mutex_lock(&b->lock);
-	b->pause_req = true;
-	if (eventfd_write(b->pause_fd, 1) < 0)
-		log_err("virtio-blk: pause: %s", strerror(errno));
+	if (b->pause_count++ == 0) {
+		b->pause_req = true;
+		if (eventfd_write(b->pause_fd, 1) < 0)
+			log_err("virtio-blk: pause: %s", strerror(errno));
+	}
 	while (!b->paused && !b->thread_exited)
 		pthread_cond_wait(&b->cond, &b->lock);
 	pthread_mutex_unlock(&b->lock);
@@ -938,8 +949,10 @@ void blk_resume(struct blk_dev *b)
 	if (!b->thread_running)
 		return;
 	pthread_mutex_lock(&b->lock);
-	b->pause_req = false;
-	pthread_cond_broadcast(&b->cond);
+	if (b->pause_count && --b->pause_count == 0) {
+		b->pause_req = false;
+		pthread_cond_broadcast(&b->cond);
+	}
 	pthread_mutex_unlock(&b->lock);
 }
 
@@ -950,6 +963,7 @@ void blk_stop(struct blk_dev *b)
 	pthread_mutex_lock(&b->lock);
 	b->stop_req = true;
 	b->pause_req = false;
+	b->pause_count = 0;
 	pthread_cond_broadcast(&b->cond);
 	pthread_mutex_unlock(&b->lock);
 	if (eventfd_write(b->stop_fd, 1) < 0)
@@ -965,10 +979,12 @@ const struct blk_opts *blk_options(const struct blk_dev *b)
 
 void blk_get_stats(struct blk_dev *b, struct blk_stats *st)
 {
-	/* The I/O thread owns the counters: read them while it is parked. */
-	blk_pause(b);
-	*st = b->stats;
-	blk_resume(b);
+#define LD(f) st->f = __atomic_load_n(&b->stats.f, __ATOMIC_RELAXED)
+	LD(requests); LD(reads); LD(writes); LD(flushes); LD(discards); LD(write_zeroes);
+	LD(get_ids); LD(ioerr); LD(unsupp); LD(notifications); LD(batches); LD(max_inflight);
+	LD(bounced); LD(rd_bytes); LD(wr_bytes); LD(failed_reads); LD(failed_writes);
+	LD(failed_flushes);
+#undef LD
 }
 
 /* ---- virtio_device_ops ---- */

@@ -148,8 +148,12 @@ bool blk_is_direct(const struct blk_dev *blk);	/* O_DIRECT in use */
 const struct blk_opts *blk_options(const struct blk_dev *blk);
 
 /* I/O thread control. pause() returns once every in-flight request has
- * completed and the thread is parked; resume() lets it continue; stop()
- * drains, ends and joins it. None of them may be called from the I/O thread. */
+ * completed and the thread is parked; resume() lets it continue. Pauses are
+ * counted: the thread runs again only after as many resumes as pauses, so a
+ * VM pause and a guest-requested reset may overlap. stop() drains, ends and
+ * joins it. None of them may be called from the I/O thread.
+ * blk_get_stats() never pauses: it reads the counters atomically, from any
+ * thread (each counter is exact; the set is not one snapshot). */
 int blk_start(struct blk_dev *blk) __attribute__((warn_unused_result));
 void blk_pause(struct blk_dev *blk);
 void blk_resume(struct blk_dev *blk);

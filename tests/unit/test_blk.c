@@ -597,6 +597,63 @@ START_TEST(test_pause_resume)
 }
 END_TEST
 
+/* Pauses nest: the device stays paused until the last resume. Before they
+ * were counted, a second pauser's resume (QMP statistics) restarted the I/O
+ * thread under a vCPU resetting the device, which then freed requests the
+ * backend still held. */
+START_TEST(test_pause_nests)
+{
+	uint64_t st;
+
+	start_dev("aio=threads", ALL_FEATURES);
+	blk_pause(blk);
+	blk_pause(blk);
+	blk_resume(blk);
+	st = queue_req(VIRTIO_BLK_T_FLUSH, 0, NULL, 0, false);
+	virtio_dev_queue_notify(dev, 0);
+	usleep(100 * 1000);
+	ck_assert_uint_eq(mock_vq_used_idx(&mq), 0);
+	blk_resume(blk);
+	wait_used(1);
+	ck_assert_uint_eq(status_at(st), VIRTIO_BLK_S_OK);
+	blk_resume(blk);	/* unbalanced: ignored */
+	blk_pause(blk);
+	st = queue_req(VIRTIO_BLK_T_FLUSH, 0, NULL, 0, false);
+	virtio_dev_queue_notify(dev, 0);
+	usleep(50 * 1000);
+	ck_assert_uint_eq(mock_vq_used_idx(&mq), 1);
+	blk_resume(blk);
+	wait_used(2);
+}
+END_TEST
+
+/* Statistics are read without pausing the device: reading them while it
+ * is paused neither blocks nor resumes it. */
+START_TEST(test_stats_do_not_pause)
+{
+	struct blk_stats s;
+	uint64_t st;
+
+	start_dev("aio=threads", ALL_FEATURES);
+	ck_assert_uint_eq(do_req(VIRTIO_BLK_T_FLUSH, 0, NULL, 0), VIRTIO_BLK_S_OK);
+	blk_pause(blk);
+	st = queue_req(VIRTIO_BLK_T_FLUSH, 0, NULL, 0, false);
+	virtio_dev_queue_notify(dev, 0);
+	blk_get_stats(blk, &s);
+	ck_assert_uint_eq(s.flushes, 1);
+	usleep(100 * 1000);
+	blk_get_stats(blk, &s);
+	ck_assert_uint_eq(mock_vq_used_idx(&mq), 1);
+	ck_assert_uint_eq(s.flushes, 1);
+	blk_resume(blk);
+	wait_used(2);
+	ck_assert_uint_eq(status_at(st), VIRTIO_BLK_S_OK);
+	blk_get_stats(blk, &s);
+	ck_assert_uint_eq(s.flushes, 2);
+	ck_assert_uint_eq(s.requests, 2);
+}
+END_TEST
+
 START_TEST(test_no_event_idx_notifies)
 {
 	start_dev("", NO_EVENT_IDX);
@@ -804,6 +861,8 @@ static Suite *blk_suite(void)
 	tcase_add_test(dv, test_no_status_byte_needs_reset);
 	tcase_add_test(dv, test_malformed_chain_needs_reset);
 	tcase_add_test(dv, test_pause_resume);
+	tcase_add_test(dv, test_pause_nests);
+	tcase_add_test(dv, test_stats_do_not_pause);
 	tcase_add_test(dv, test_no_event_idx_notifies);
 	tcase_add_test(dv, test_config_space);
 	tcase_add_test(dv, test_status_machine);
