@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <stdio.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -33,6 +35,19 @@ struct chardev {
 	struct evloop *loop;
 
 	int out_dead;		/* atomic: output failed, drop from now on */
+
+	/* Non-blocking output (chardev_write_nb): a private O_NONBLOCK file
+	 * description of the output, a bounded buffer in front of it, and an
+	 * edge-triggered EPOLLOUT watch on the loop that drains it. */
+	pthread_mutex_t out_lock;
+	int nb_fd;		/* -1: no non-blocking path, out_fd is used */
+	bool own_nb_fd;
+	bool nb_watched;	/* on the loop */
+	uint8_t *obuf;
+	size_t ohead, olen;
+	bool want_writable;	/* a caller was refused: call writable_cb */
+	chardev_writable_fn writable_cb;
+	void *writable_opaque;
 
 	chardev_input_fn on_input;
 	chardev_quit_fn on_quit;
@@ -163,6 +178,8 @@ size_t chardev_filter_escapes(bool *escaped, const uint8_t *in, size_t len,
 	return n;
 }
 
+static void out_failed(struct chardev *chr, int err);
+
 void chardev_write(struct chardev *chr, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
@@ -185,11 +202,175 @@ void chardev_write(struct chardev *chr, const void *buf, size_t len)
 			if (poll(&pfd, 1, -1) >= 0 || errno == EINTR)
 				continue;
 		}
-		if (!__atomic_exchange_n(&chr->out_dead, 1, __ATOMIC_RELAXED))
-			log_warn("console output failed (%s); further output is dropped",
-				 n < 0 ? strerror(errno) : "short write");
+		out_failed(chr, n < 0 ? errno : 0);
 		return;
 	}
+}
+
+static void out_failed(struct chardev *chr, int err)
+{
+	if (!__atomic_exchange_n(&chr->out_dead, 1, __ATOMIC_RELAXED))
+		log_warn("console output failed (%s); further output is dropped",
+			 err ? strerror(err) : "short write");
+}
+
+/* One non-blocking write: bytes written, 0 when the reader is full, -1 when
+ * the output is dead (reported). */
+static ssize_t nb_write(struct chardev *chr, const void *buf, size_t len)
+{
+	for (;;) {
+		ssize_t n = write(chr->nb_fd, buf, len);
+
+		if (n > 0)
+			return n;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		out_failed(chr, n < 0 ? errno : 0);
+		return -1;
+	}
+}
+
+/* out_lock held. Write out as much of the buffer as the reader takes. */
+static void nb_flush(struct chardev *chr)
+{
+	while (chr->olen) {
+		size_t chunk = CHARDEV_OUT_BUF - chr->ohead;
+		ssize_t n;
+
+		if (chunk > chr->olen)
+			chunk = chr->olen;
+		n = nb_write(chr, chr->obuf + chr->ohead, chunk);
+		if (n < 0) {
+			chr->olen = 0;
+			return;
+		}
+		if (n == 0)
+			return;
+		chr->ohead = (chr->ohead + (size_t)n) % CHARDEV_OUT_BUF;
+		chr->olen -= (size_t)n;
+	}
+	chr->ohead = 0;
+}
+
+size_t chardev_write_nb(struct chardev *chr, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	size_t done = 0;
+
+	if (!chr || chr->out_fd < 0 || __atomic_load_n(&chr->out_dead, __ATOMIC_RELAXED))
+		return len;	/* discarded */
+	if (chr->nb_fd < 0) {
+		chardev_write(chr, buf, len);
+		return len;
+	}
+	pthread_mutex_lock(&chr->out_lock);
+	nb_flush(chr);
+	if (!chr->olen && len) {
+		ssize_t n = nb_write(chr, p, len);
+
+		done = n < 0 ? len : (size_t)n;
+	}
+	while (done < len && chr->olen < CHARDEV_OUT_BUF) {
+		size_t tail = (chr->ohead + chr->olen) % CHARDEV_OUT_BUF;
+		size_t chunk = tail >= chr->ohead ? CHARDEV_OUT_BUF - tail : chr->ohead - tail;
+
+		if (chunk > len - done)
+			chunk = len - done;
+		memcpy(chr->obuf + tail, p + done, chunk);
+		chr->olen += chunk;
+		done += chunk;
+	}
+	if (done < len)
+		chr->want_writable = true;
+	pthread_mutex_unlock(&chr->out_lock);
+	return done;
+}
+
+void chardev_set_writable_cb(struct chardev *chr, chardev_writable_fn cb, void *opaque)
+{
+	if (!chr)
+		return;
+	pthread_mutex_lock(&chr->out_lock);
+	chr->writable_cb = cb;
+	chr->writable_opaque = opaque;
+	pthread_mutex_unlock(&chr->out_lock);
+}
+
+size_t chardev_out_pending(struct chardev *chr)
+{
+	size_t n;
+
+	if (!chr)
+		return 0;
+	pthread_mutex_lock(&chr->out_lock);
+	n = chr->olen;
+	pthread_mutex_unlock(&chr->out_lock);
+	return n;
+}
+
+/* Main loop: the reader made room. */
+static void chardev_out_ready(void *opaque, uint32_t events)
+{
+	struct chardev *chr = opaque;
+	chardev_writable_fn cb = NULL;
+	void *cb_opaque = NULL;
+
+	(void)events;
+	pthread_mutex_lock(&chr->out_lock);
+	nb_flush(chr);
+	if (!chr->olen && chr->want_writable) {
+		chr->want_writable = false;
+		cb = chr->writable_cb;
+		cb_opaque = chr->writable_opaque;
+	}
+	pthread_mutex_unlock(&chr->out_lock);
+	if (cb)
+		cb(cb_opaque);
+}
+
+/* Set up chardev_write_nb() for a loop-driven chardev. Regular files never
+ * make a writer wait, so they keep plain writes; pipes, terminals and FIFOs
+ * get a private non-blocking description (reopened through /proc for
+ * stdout, whose description is shared with other processes). Anything else
+ * falls back to blocking writes. */
+static void nb_setup(struct chardev *chr, bool own_fd)
+{
+	struct stat st;
+	int fd = -1, ret;
+	char path[64];
+
+	if (!chr->loop || chr->out_fd < 0 || fstat(chr->out_fd, &st) < 0 ||
+	    S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))
+		return;
+	if (own_fd) {
+		int fl = fcntl(chr->out_fd, F_GETFL);
+
+		if (fl < 0 || fcntl(chr->out_fd, F_SETFL, fl | O_NONBLOCK) < 0)
+			return;
+		fd = chr->out_fd;
+	} else {
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", chr->out_fd);
+		fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+		if (fd < 0)
+			return;
+	}
+	chr->obuf = malloc(CHARDEV_OUT_BUF);
+	if (!chr->obuf)
+		goto err;
+	ret = evloop_add(chr->loop, fd, EPOLLOUT | EPOLLET, chardev_out_ready, chr);
+	if (ret < 0)
+		goto err;
+	chr->nb_fd = fd;
+	chr->own_nb_fd = !own_fd;
+	chr->nb_watched = true;
+	return;
+err:
+	free(chr->obuf);
+	chr->obuf = NULL;
+	if (!own_fd)
+		close(fd);
 }
 
 static void input_unregister(struct chardev *chr)
@@ -377,6 +558,24 @@ err_raw:
 	return ret;
 }
 
+static void chardev_nb_teardown(struct chardev *chr)
+{
+	if (chr->nb_watched)
+		evloop_del(chr->loop, chr->nb_fd);
+	chr->nb_watched = false;
+	if (chr->olen && chr->nb_fd >= 0) {
+		/* Last chance for buffered output, without waiting for a reader. */
+		pthread_mutex_lock(&chr->out_lock);
+		nb_flush(chr);
+		pthread_mutex_unlock(&chr->out_lock);
+	}
+	if (chr->own_nb_fd)
+		close(chr->nb_fd);
+	chr->nb_fd = -1;
+	free(chr->obuf);
+	chr->obuf = NULL;
+}
+
 struct chardev *chardev_create(const struct vm_config *cfg, struct evloop *loop,
 			       chardev_input_fn on_input, chardev_quit_fn on_quit,
 			       void *opaque, int *err)
@@ -391,6 +590,8 @@ struct chardev *chardev_create(const struct vm_config *cfg, struct evloop *loop,
 	}
 	chr->kind = cfg->console;
 	chr->out_fd = -1;
+	chr->nb_fd = -1;
+	pthread_mutex_init(&chr->out_lock, NULL);
 	chr->wake_efd = -1;
 	chr->loop = loop;
 	chr->on_input = on_input;
@@ -414,10 +615,12 @@ struct chardev *chardev_create(const struct vm_config *cfg, struct evloop *loop,
 			goto err_free;
 		}
 		chr->own_out_fd = true;
+		nb_setup(chr, true);
 		break;
 	case CONSOLE_STDIO:
 		chr->out_fd = STDOUT_FILENO;
 		ignore_sigpipe();
+		nb_setup(chr, false);
 		if (!loop || !on_input)
 			break;
 		pthread_mutex_lock(&stdin_lock);
@@ -433,6 +636,8 @@ struct chardev *chardev_create(const struct vm_config *cfg, struct evloop *loop,
 	return chr;
 
 err_free:
+	chardev_nb_teardown(chr);
+	pthread_mutex_destroy(&chr->out_lock);
 	free(chr);
 err:
 	if (err)
@@ -454,7 +659,9 @@ void chardev_destroy(struct chardev *chr)
 		stdin_claimed = false;
 		pthread_mutex_unlock(&stdin_lock);
 	}
+	chardev_nb_teardown(chr);
 	if (chr->own_out_fd)
 		close(chr->out_fd);
+	pthread_mutex_destroy(&chr->out_lock);
 	free(chr);
 }

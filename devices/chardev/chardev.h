@@ -44,6 +44,20 @@ void chardev_destroy(struct chardev *chr);
  * dead output (EPIPE, EIO...) is reported once and later output dropped. */
 void chardev_write(struct chardev *chr, const void *buf, size_t len);
 
+/* Non-blocking output, for callers on the main loop. Takes what the reader
+ * accepts now plus what fits in a CHARDEV_OUT_BUF-byte buffer and returns
+ * that count (len when the output is discarded or dead); it never waits.
+ * When it returned less than len, the writable callback is called once, on
+ * the main loop, after the buffer has drained. Pipes, FIFOs and terminals
+ * get this; regular files (never slow to accept) and chardevs without a
+ * loop are written as by chardev_write(). Safe from any thread. */
+#define CHARDEV_OUT_BUF (64 * 1024)
+typedef void (*chardev_writable_fn)(void *opaque);
+size_t chardev_write_nb(struct chardev *chr, const void *buf, size_t len);
+void chardev_set_writable_cb(struct chardev *chr, chardev_writable_fn cb, void *opaque);
+/* Bytes buffered by chardev_write_nb() and not yet written. */
+size_t chardev_out_pending(struct chardev *chr);
+
 /* Input flow control, callable from any thread. While paused, stdin is
  * taken off the event loop so a full consumer never busy-loops. */
 void chardev_pause_input(struct chardev *chr);

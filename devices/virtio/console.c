@@ -39,7 +39,13 @@ struct virtio_console {
 	size_t in_head, in_len;
 	bool in_paused;
 
-	struct vq_chain chain;
+	struct vq_chain chain;		/* receiveq scratch */
+	/* Transmit: the chain being sent (possibly across kicks) and bytes
+	 * read from it that the backend has not taken yet. */
+	struct vq_chain tx_chain;
+	bool tx_busy;
+	uint8_t tx_buf[4096];
+	size_t tx_off, tx_len;
 };
 
 static struct virtio_console *to_cons(struct virtio_device *dev)
@@ -47,15 +53,19 @@ static struct virtio_console *to_cons(struct virtio_device *dev)
 	return (struct virtio_console *)((char *)dev - offsetof(struct virtio_console, vdev));
 }
 
-static void io_write(struct virtio_console *c, const void *buf, size_t len)
+static size_t io_write(struct virtio_console *c, const void *buf, size_t len)
 {
-	if (c->io.write)
-		c->io.write(c->io.opaque, buf, len);
+	size_t n;
+
+	if (!c->io.write)
+		return len;
+	n = c->io.write(c->io.opaque, buf, len);
+	return n < len ? n : len;
 }
 
 /* Lock held. The chain just popped goes the wrong way for queue q: hand it
  * back untouched and break the device. */
-static void reject_chain(struct virtio_console *c, unsigned q)
+static void reject_chain(struct virtio_console *c, unsigned q, const struct vq_chain *chain)
 {
 	static struct ratelimit rl = RATELIMIT_INIT(5000, 10);
 	struct virtqueue *vq = virtio_dev_queue(&c->vdev, q);
@@ -64,7 +74,7 @@ static void reject_chain(struct virtio_console *c, unsigned q)
 		log_warn("virtio-console: %s chain on the %s; device needs reset",
 			 q == VIRTIO_CONSOLE_TXQ ? "device-writable" : "device-readable",
 			 q == VIRTIO_CONSOLE_TXQ ? "transmitq" : "receiveq");
-	virtqueue_push(vq, c->chain.head, 0);
+	virtqueue_push(vq, chain->head, 0);
 	virtqueue_mark_broken(vq, -EINVAL);
 	virtio_dev_notify_if_needed(&c->vdev, q);
 	virtio_dev_set_needs_reset(&c->vdev);
@@ -92,7 +102,7 @@ static void rx_flush(struct virtio_console *c)
 			break;
 		}
 		if (c->chain.nr_out) {
-			reject_chain(c, VIRTIO_CONSOLE_RXQ);
+			reject_chain(c, VIRTIO_CONSOLE_RXQ, &c->chain);
 			pushed = false;	/* that notified */
 			break;
 		}
@@ -121,49 +131,72 @@ static void rx_flush(struct virtio_console *c)
 	}
 }
 
-/* Lock held. Returns true when the budget ran out with work left. */
+/* Lock held. Returns true when the budget ran out with work left. The
+ * budget is counted per copy (at most sizeof(tx_buf) bytes), so one chain,
+ * however long, cannot overrun it: the rest of it goes out on later kicks.
+ * When the backend takes less than offered, transmission stops (returning
+ * false) until the backend says it is writable and the queue is kicked. */
 static bool tx_process(struct virtio_console *c)
 {
 	struct virtqueue *vq = virtio_dev_queue(&c->vdev, VIRTIO_CONSOLE_TXQ);
 	size_t budget = VIRTIO_CONSOLE_TX_BUDGET;
 	unsigned chains = VIRTIO_CONSOLE_TX_CHAINS;
 	bool more = false, pushed = false;
-	uint8_t buf[4096];
 	int ret;
 
 	if (!c->active || !vq->ready)
 		return false;
 	for (;;) {
-		while (!vq->error) {
-			size_t n;
+		if (c->tx_len) {
+			size_t w = io_write(c, c->tx_buf + c->tx_off, c->tx_len);
 
-			if (!budget || !chains) {
+			c->tx_off += w;
+			c->tx_len -= w;
+			if (c->tx_len)
+				goto out;	/* the backend is full: wait for it */
+		}
+		if (c->tx_busy) {
+			if (!vq_reader_remaining(&c->tx_chain)) {
+				virtqueue_push(vq, c->tx_chain.head, 0);
+				pushed = true;
+				c->tx_busy = false;
+				continue;
+			}
+			if (!budget) {
 				more = true;
 				goto out;
 			}
-			ret = virtqueue_pop(vq, &c->chain);
-			if (ret == 0)
-				break;
-			if (ret < 0) {
-				virtio_dev_queue_error(&c->vdev, VIRTIO_CONSOLE_TXQ, ret);
-				pushed = false;	/* that notified */
-				goto out;
-			}
-			if (c->chain.nr_in) {
-				reject_chain(c, VIRTIO_CONSOLE_TXQ);
-				pushed = false;	/* that notified */
-				goto out;
-			}
-			chains--;
-			while ((n = vq_reader_read(&c->chain, buf, sizeof(buf))) > 0) {
-				io_write(c, buf, n);
-				budget = budget > n ? budget - n : 0;
-			}
-			virtqueue_push(vq, c->chain.head, 0);
-			pushed = true;
+			c->tx_off = 0;
+			c->tx_len = vq_reader_read(&c->tx_chain, c->tx_buf,
+						   budget < sizeof(c->tx_buf) ? budget
+									    : sizeof(c->tx_buf));
+			budget -= c->tx_len;
+			continue;
 		}
-		if (vq->error || !virtqueue_enable_notify(vq))
+		if (vq->error)
 			break;
+		if (!budget || !chains) {
+			more = true;
+			goto out;
+		}
+		ret = virtqueue_pop(vq, &c->tx_chain);
+		if (ret == 0) {
+			if (!virtqueue_enable_notify(vq))
+				break;
+			continue;
+		}
+		if (ret < 0) {
+			virtio_dev_queue_error(&c->vdev, VIRTIO_CONSOLE_TXQ, ret);
+			pushed = false;	/* that notified */
+			goto out;
+		}
+		if (c->tx_chain.nr_in) {
+			reject_chain(c, VIRTIO_CONSOLE_TXQ, &c->tx_chain);
+			pushed = false;	/* that notified */
+			goto out;
+		}
+		chains--;
+		c->tx_busy = true;
 	}
 out:
 	/* Without EVENT_IDX should_notify() says yes whenever the driver has
@@ -244,7 +277,7 @@ static void cons_config_write(struct virtio_device *dev, size_t off, const void 
 	if (off == VIRTIO_CONSOLE_CFG_EMERG_WR && len >= 1 &&
 	    virtio_dev_has_feature(dev, VIRTIO_CONSOLE_F_EMERG_WRITE)) {
 		pthread_mutex_lock(&c->lock);
-		io_write(c, data, 1);
+		(void)io_write(c, data, 1);	/* dropped if the backend is full */
 		pthread_mutex_unlock(&c->lock);
 	}
 }
@@ -267,6 +300,8 @@ static void cons_reset(struct virtio_device *dev)
 
 	pthread_mutex_lock(&c->lock);
 	c->active = false;
+	c->tx_busy = false;
+	c->tx_off = c->tx_len = 0;
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -338,9 +373,16 @@ struct cons_pci {
 	bool on_loop[2];
 };
 
-static void glue_write(void *opaque, const void *buf, size_t len)
+static size_t glue_write(void *opaque, const void *buf, size_t len)
 {
-	chardev_write(((struct cons_pci *)opaque)->chr, buf, len);
+	return chardev_write_nb(((struct cons_pci *)opaque)->chr, buf, len);
+}
+
+/* Main thread: the backend drained what it had refused; send the rest. */
+static void glue_writable(void *opaque)
+{
+	virtio_dev_queue_notify(virtio_console_virtio(((struct cons_pci *)opaque)->cons),
+				VIRTIO_CONSOLE_TXQ);
 }
 
 static void glue_pause(void *opaque)
@@ -424,6 +466,7 @@ static int cons_pci_realize(struct vm *vm, void **state)
 	p->chr = chardev_create(&ccfg, vm->loop, on_input, on_quit, p, &ret);
 	if (!p->chr)
 		goto err;
+	chardev_set_writable_cb(p->chr, glue_writable, p);
 	for (unsigned q = 0; q < 2; q++) {
 		ret = evloop_add(vm->loop, virtio_dev_kick_fd(virtio_console_virtio(p->cons), q),
 				 EPOLLIN, kick_cb[q], p);

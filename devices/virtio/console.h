@@ -25,9 +25,14 @@
  *
  * There is no thread: whoever owns the kick eventfds (the main event loop
  * in the VMM, the test itself in unit tests) calls virtio_console_kick();
- * one call transmits at most VIRTIO_CONSOLE_TX_BUDGET bytes and
- * VIRTIO_CONSOLE_TX_CHAINS chains, then re-kicks itself for the rest. An
- * internal lock serialises the kicks, input and reset/activate.
+ * one call transmits at most VIRTIO_CONSOLE_TX_BUDGET bytes (counted per
+ * 4 KiB copy, so a single huge chain is split across calls) and starts at
+ * most VIRTIO_CONSOLE_TX_CHAINS chains, then re-kicks itself for the rest.
+ * io->write never blocks: it returns how much it took, and when that is
+ * short the device keeps the rest (and the guest's chain) and stops until
+ * the transmitq is kicked again, which the host side does once its backend
+ * is writable. An internal lock serialises the kicks, input and
+ * reset/activate.
  */
 #ifndef EMBER_VIRTIO_CONSOLE_H
 #define EMBER_VIRTIO_CONSOLE_H
@@ -66,10 +71,12 @@ struct virtio_console_config {
 /* The host side of the port: a chardev in the VMM, a capture buffer in
  * tests. */
 struct virtio_console_io {
-	/* Guest output, all of it, in order. Called with the device lock held
-	 * from the thread calling virtio_console_kick(), and for emerg_wr from
-	 * the thread writing the config space (a vCPU). */
-	void (*write)(void *opaque, const void *buf, size_t len);
+	/* Guest output, in order. Must not block: returns the bytes taken
+	 * (fewer than len when the backend is full; the device offers the
+	 * rest again on a later kick). Called with the device lock held from
+	 * the thread calling virtio_console_kick(), and for emerg_wr from the
+	 * thread writing the config space (a vCPU; a short write drops it). */
+	size_t (*write)(void *opaque, const void *buf, size_t len);
 	/* Optional input flow control (see above); called with the lock held
 	 * from virtio_console_input() / virtio_console_kick(). */
 	void (*pause_input)(void *opaque);

@@ -31,12 +31,19 @@ static unsigned pauses, resumes;
 static uint8_t *out;
 static size_t out_len;
 
-static void sink_write(void *opaque, const void *buf, size_t len)
+static size_t sink_room = SIZE_MAX;	/* bytes the sink takes before it stalls */
+
+static size_t sink_write(void *opaque, const void *buf, size_t len)
 {
 	ck_assert_ptr_eq(opaque, &out);
+	if (len > sink_room)
+		len = sink_room;
+	if (sink_room != SIZE_MAX)
+		sink_room -= len;
 	ck_assert_uint_le(len, OUT_MAX - out_len);
 	memcpy(out + out_len, buf, len);
 	out_len += len;
+	return len;
 }
 
 static void sink_pause(void *opaque)
@@ -83,6 +90,7 @@ static void setup(void)
 	dev->notify_config = on_config;
 	used_irqs[0] = used_irqs[1] = config_irqs = 0;
 	pauses = resumes = 0;
+	sink_room = SIZE_MAX;
 }
 
 static void teardown(void)
@@ -421,6 +429,86 @@ START_TEST(test_tx_budget_rekicks)
 	ck_assert_uint_eq(mock_vq_used_idx(&txq), N);
 	ck_assert_uint_eq(out_len, (size_t)N * CH);
 	ck_assert(memcmp(out, p, out_len) == 0);
+}
+END_TEST
+
+/* One indirect chain of many large descriptors, all pointing at the same
+ * buffer: each kick sends at most the budget, however long the chain, and
+ * the chain completes only when all of it has gone out. */
+START_TEST(test_tx_budget_within_one_chain)
+{
+	enum { SEG = 1 << 20, NSEG = 24 };
+	uint64_t gpa = mock_mem_alloc(&mem, SEG, 8);
+	uint8_t *p = mock_mem_ptr(&mem, gpa, SEG);
+	struct mock_buf b[NSEG];
+	size_t total = 0;
+	unsigned kicks = 0;
+	eventfd_t v;
+	bool more;
+
+	for (size_t i = 0; i < SEG; i++)
+		p[i] = (uint8_t)(i * 7 + 3);
+	bring_up(ALL_FEATURES);
+	for (unsigned i = 0; i < NSEG; i++)
+		b[i] = (struct mock_buf){ gpa, SEG, false };
+	mock_vq_add_indirect(&txq, b, NSEG);
+	virtio_dev_queue_notify(dev, TXQ);
+	do {
+		out_len = 0;
+		more = virtio_console_kick(cons, TXQ);
+		ck_assert_uint_le(out_len, VIRTIO_CONSOLE_TX_BUDGET);
+		for (size_t i = 0; i < out_len; i++)
+			ck_assert_uint_eq(out[i], p[(total + i) % SEG]);
+		total += out_len;
+		if (more) {
+			ck_assert_uint_eq(mock_vq_used_idx(&txq), 0);
+			ck_assert_int_eq(eventfd_read(virtio_dev_kick_fd(dev, TXQ), &v), 0);
+		}
+		ck_assert_uint_lt(++kicks, 1000);
+	} while (more);
+	ck_assert_uint_eq(total, (size_t)SEG * NSEG);
+	ck_assert_uint_ge(kicks, (size_t)SEG * NSEG / VIRTIO_CONSOLE_TX_BUDGET);
+	ck_assert_uint_eq(mock_vq_used_idx(&txq), 1);
+	ck_assert_uint_eq(virtio_dev_get_status(dev) & VIRTIO_STATUS_NEEDS_RESET, 0);
+}
+END_TEST
+
+/* A backend that stops taking output: the kick returns at once, nothing
+ * is lost, the chain stays in flight, and the next kick after the backend
+ * has room carries on where it stopped. A reset drops what was held. */
+START_TEST(test_tx_backend_stall_defers)
+{
+	uint16_t h;
+
+	bring_up(ALL_FEATURES);
+	sink_room = 5;
+	h = tx_str("hello, stalled world", 2, false);
+	tx_str("!", 1, false);
+	kick(TXQ);
+	check_out("hello");
+	ck_assert_uint_eq(mock_vq_used_idx(&txq), 0);
+	kick(TXQ);	/* still full: nothing more, no spin */
+	check_out("hello");
+	sink_room = 3;
+	kick(TXQ);
+	check_out("hello, s");
+	sink_room = SIZE_MAX;
+	kick(TXQ);
+	check_out("hello, stalled world!");
+	ck_assert_uint_eq(mock_vq_used_idx(&txq), 2);
+	check_used(&txq, 0, h, 0);
+
+	/* Held output does not survive a reset. */
+	sink_room = 2;
+	tx_str("abcdef", 1, false);
+	kick(TXQ);
+	reset_dev();
+	sink_room = SIZE_MAX;
+	out_len = 0;
+	bring_up(ALL_FEATURES);
+	tx_str("xyz", 1, false);
+	kick(TXQ);
+	check_out("xyz");
 }
 END_TEST
 
@@ -791,6 +879,8 @@ static Suite *console_suite(void)
 	tcase_add_test(tx, test_tx_in_order);
 	tcase_add_test(tx, test_tx_before_driver_ok);
 	tcase_add_test(tx, test_tx_budget_rekicks);
+	tcase_add_test(tx, test_tx_budget_within_one_chain);
+	tcase_add_test(tx, test_tx_backend_stall_defers);
 	tcase_add_test(tx, test_tx_writable_descriptor_is_an_error);
 	suite_add_tcase(s, tx);
 
