@@ -70,6 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	g.size_max = BLK_SIZE_MAX;
 	g.dwz_seg_max = data[13] % (BLK_DWZ_SEG_MAX + 1);
 	g.dwz_sectors_max = BLK_DWZ_SECTORS_MAX;
+	g.wz_sectors_max = BLK_WZ_SECTORS_MAX;
 	if (exec && ftruncate(disk, DISK_BYTES))
 		abort();
 

@@ -236,7 +236,7 @@ static int parse_dwz(const struct blk_geom *g, struct vq_chain *c, struct blk_re
 		if (flags & ~(uint32_t)VIRTIO_BLK_DWZ_F_UNMAP ||
 		    (discard && (flags & VIRTIO_BLK_DWZ_F_UNMAP)))
 			return done_status(req, VIRTIO_BLK_S_UNSUPP);
-		if (num > g->dwz_sectors_max)
+		if (num > (discard ? g->dwz_sectors_max : g->wz_sectors_max))
 			return done_status(req, VIRTIO_BLK_S_IOERR);
 		if (range_check(g, le64toh(seg.sector), (uint64_t)num << BLK_SECTOR_SHIFT, &off))
 			return done_status(req, VIRTIO_BLK_S_IOERR);
@@ -495,6 +495,7 @@ struct blk_dev {
 	struct blk_req *free;
 	struct blk_req *deferred, *deferred_tail;
 	unsigned inflight;		/* at the backend */
+	uint64_t inflight_bytes;	/* their io_bytes */
 	size_t bounce_bytes;
 	bool active;
 	bool draining;
@@ -613,6 +614,23 @@ static bool iov_aligned(const struct blk_req *req)
 	return true;
 }
 
+static uint64_t req_io_bytes(const struct blk_req *req)
+{
+	uint64_t n = 0;
+
+	switch (req->op) {
+	case BLK_OP_READ:
+	case BLK_OP_WRITE:
+		return req->len;
+	case BLK_OP_WRITE_ZEROES:
+		for (unsigned i = 0; i < req->nranges; i++)
+			n += req->ranges[i].len;
+		return n;
+	default:
+		return 0;
+	}
+}
+
 /* Bounce, if needed, and hand req to the backend. Returns -EAGAIN when it
  * must wait for resources (it then stays with the caller); otherwise req is
  * either in flight or already completed. */
@@ -620,6 +638,9 @@ static int req_issue(struct blk_dev *b, struct blk_req *req)
 {
 	int ret;
 
+	req->io_bytes = req_io_bytes(req);
+	if (b->inflight && b->inflight_bytes + req->io_bytes > BLK_INFLIGHT_BYTES_MAX)
+		return -EAGAIN;
 	req->io_iov = req->iov;
 	req->io_niov = req->niov;
 	if (!req->bounce && b->be.direct && (req->op == BLK_OP_READ || req->op == BLK_OP_WRITE) &&
@@ -662,6 +683,7 @@ static int req_issue(struct blk_dev *b, struct blk_req *req)
 	if (ret)
 		goto fail;
 	b->inflight++;
+	b->inflight_bytes += req->io_bytes;
 	if (b->inflight > __atomic_load_n(&b->stats.max_inflight, __ATOMIC_RELAXED))
 		__atomic_store_n(&b->stats.max_inflight, b->inflight, __ATOMIC_RELAXED);
 	return 0;
@@ -743,9 +765,9 @@ static void process_queue(struct blk_dev *b)
 
 	if (!b->active || !vq->ready)
 		return;
-	issue_deferred(b);
 	if (b->draining)
-		goto out;
+		goto out;	/* only what is at the backend is waited for */
+	issue_deferred(b);
 	for (;;) {
 		virtqueue_disable_notify(vq);
 		while (!b->deferred && b->free && !vq->error) {
@@ -788,6 +810,7 @@ out:
 static void finish_io(struct blk_dev *b, struct blk_req *req)
 {
 	b->inflight--;
+	b->inflight_bytes -= req->io_bytes;
 	if (req->op == BLK_OP_WRITE_ZEROES && unsupported(req->result))
 		req->result = blk_exec_sync(b->fd, req);
 	if (req->op == BLK_OP_DISCARD && unsupported(req->result))
@@ -828,28 +851,28 @@ static void reap(struct blk_dev *b)
 	flush_notify(b);
 }
 
-static void drain(struct blk_dev *b)
+/* Wait for what is at the backend (bounded by BLK_INFLIGHT_BYTES_MAX).
+ * Requests not yet issued stay deferred for a pause; when the thread ends
+ * (final) they fail. */
+static void drain(struct blk_dev *b, bool final)
 {
 	b->draining = true;
-	while (b->inflight || b->deferred) {
+	while (b->inflight) {
 		struct pollfd pfd = { .fd = b->be.efd, .events = POLLIN };
 
-		if (!b->inflight) {
-			/* Nothing will free resources: fail what's left. */
-			while (b->deferred) {
-				struct blk_req *req = b->deferred;
-
-				b->deferred = req->next;
-				req->status = VIRTIO_BLK_S_IOERR;
-				req_complete(b, req);
-			}
-			b->deferred_tail = NULL;
-			break;
-		}
 		if (poll(&pfd, 1, 1000) < 0 && errno != EINTR)
 			break;
 		reap(b);
 	}
+	while (final && b->deferred) {
+		struct blk_req *req = b->deferred;
+
+		b->deferred = req->next;
+		req->status = VIRTIO_BLK_S_IOERR;
+		req_complete(b, req);
+	}
+	if (final)
+		b->deferred_tail = NULL;
 	flush_notify(b);
 	b->draining = false;
 }
@@ -875,7 +898,7 @@ static void *io_thread(void *arg)
 				goto out;
 			case TAG_PAUSE:
 				(void)eventfd_read(b->pause_fd, &v);
-				drain(b);
+				drain(b, false);
 				pthread_mutex_lock(&b->lock);
 				if (b->pause_req) {
 					b->paused = true;
@@ -885,6 +908,7 @@ static void *io_thread(void *arg)
 					b->paused = false;
 				}
 				pthread_mutex_unlock(&b->lock);
+				process_queue(b);	/* what waited, and new kicks */
 				break;
 			case TAG_KICK:
 				(void)eventfd_read(b->vdev.kick_fd[0], &v);
@@ -897,7 +921,7 @@ static void *io_thread(void *arg)
 		}
 	}
 out:
-	drain(b);
+	drain(b, true);
 	pthread_mutex_lock(&b->lock);
 	b->thread_exited = true;
 	pthread_cond_broadcast(&b->cond);
@@ -1022,6 +1046,7 @@ static int blk_activate(struct virtio_device *dev)
 	for (unsigned i = 0; i < b->nreqs; i++)
 		req_release(b, &b->reqs[i]);
 	b->inflight = 0;
+	b->inflight_bytes = 0;
 	b->bounce_bytes = 0;
 	b->pushed = false;
 	b->active = true;
@@ -1124,7 +1149,7 @@ static void fill_config(struct blk_dev *b)
 	c->max_discard_sectors = htole32(b->geom.dwz_sectors_max);
 	c->max_discard_seg = htole32(b->geom.dwz_seg_max);
 	c->discard_sector_alignment = htole32(8);
-	c->max_write_zeroes_sectors = htole32(b->geom.dwz_sectors_max);
+	c->max_write_zeroes_sectors = htole32(b->geom.wz_sectors_max);
 	c->max_write_zeroes_seg = htole32(b->geom.dwz_seg_max);
 	c->write_zeroes_may_unmap = 1;
 }
@@ -1156,6 +1181,7 @@ int blk_create(struct blk_dev **out, const struct blk_opts *o, const struct gues
 	b->geom.size_max = BLK_SIZE_MAX;
 	b->geom.dwz_seg_max = BLK_DWZ_SEG_MAX;
 	b->geom.dwz_sectors_max = BLK_DWZ_SECTORS_MAX;
+	b->geom.wz_sectors_max = BLK_WZ_SECTORS_MAX;
 
 	ret = open_image(b, o);
 	if (ret)

@@ -64,7 +64,17 @@
 #define BLK_SEG_MAX		128	/* data segments per request */
 #define BLK_SIZE_MAX		(1U << 20)	/* bytes per data segment */
 #define BLK_DWZ_SEG_MAX		16	/* discard / write-zeroes ranges */
-#define BLK_DWZ_SECTORS_MAX	(1U << 22)	/* per range: 2 GiB */
+#define BLK_DWZ_SECTORS_MAX	(1U << 22)	/* per discard range: 2 GiB */
+#define BLK_WZ_SECTORS_MAX	(1U << 12)	/* per write-zeroes range: 2 MiB */
+/* Bytes of reads, writes and write-zeroes at the backend at once (a single
+ * larger request may still go alone). This bounds what a pause, a reset or
+ * a stop waits for, whatever the guest queues: at most 32 MiB, or one
+ * request (<= BLK_SEG_MAX * BLK_SIZE_MAX = 128 MiB of data, or
+ * BLK_DWZ_SEG_MAX * BLK_WZ_SECTORS_MAX sectors = 32 MiB of write-zeroes,
+ * which may fall back to writing zeroes where the file system cannot
+ * zero a range). Requests beyond it wait, unissued, in the device; a pause
+ * leaves them there and a reset drops them. */
+#define BLK_INFLIGHT_BYTES_MAX	(32ULL << 20)
 #define BLK_HDR_SIZE		16
 
 /* Device config space, as the driver sees it (little-endian, packed). */
@@ -178,7 +188,8 @@ struct blk_geom {
 	unsigned seg_max;
 	uint32_t size_max;
 	unsigned dwz_seg_max;
-	uint32_t dwz_sectors_max;
+	uint32_t dwz_sectors_max;	/* per discard range */
+	uint32_t wz_sectors_max;	/* per write-zeroes range */
 };
 
 struct blk_req {
@@ -201,6 +212,7 @@ struct blk_req {
 	void *bounce;
 	struct iovec bounce_iov;
 
+	uint64_t io_bytes;		/* counted against BLK_INFLIGHT_BYTES_MAX */
 	int result;			/* 0 or -errno, set by the backend */
 	unsigned pending;		/* backend sub-operations outstanding */
 	uint64_t be_priv[16];		/* backend scratch (a struct iocb) */

@@ -482,6 +482,16 @@ START_TEST(test_discard_write_zeroes)
 	ck_assert_uint_eq(do_io(VIRTIO_BLK_T_DISCARD, 0, g, 16 * (BLK_DWZ_SEG_MAX + 1)),
 			  VIRTIO_BLK_S_IOERR);
 	ck_assert_uint_eq(do_io(VIRTIO_BLK_T_DISCARD, 0, g, 20), VIRTIO_BLK_S_IOERR);
+	/* A write-zeroes range longer than max_write_zeroes_sectors. */
+	{
+		const uint64_t wz_long[][3] = { { 0, BLK_WZ_SECTORS_MAX + 1, 0 } };
+		const uint64_t wz_max[][3] = { { 8192 - BLK_WZ_SECTORS_MAX, BLK_WZ_SECTORS_MAX, 0 } };
+
+		g = dwz_segs(wz_long, 1);
+		ck_assert_uint_eq(do_io(VIRTIO_BLK_T_WRITE_ZEROES, 0, g, 16), VIRTIO_BLK_S_IOERR);
+		g = dwz_segs(wz_max, 1);
+		ck_assert_uint_eq(do_io(VIRTIO_BLK_T_WRITE_ZEROES, 0, g, 16), VIRTIO_BLK_S_OK);
+	}
 	/* The file is unchanged by the rejected requests. */
 	file_read(0, data, sizeof(data));
 	ck_assert_mem_eq(data, expect, sizeof(data));
@@ -654,6 +664,41 @@ START_TEST(test_stats_do_not_pause)
 }
 END_TEST
 
+/* However many big requests the guest queues, at most
+ * BLK_INFLIGHT_BYTES_MAX of them are at the backend at once, so a pause or
+ * reset waits for a bounded amount of I/O. */
+START_TEST(test_inflight_bytes_bounded)
+{
+	enum { REQ = 4 << 20, NREQ = 40 };
+	struct mock_buf segs[REQ / BLK_SIZE_MAX];
+	uint64_t buf, st[NREQ];
+	struct blk_stats s;
+
+	if (strstr(backends[_i], "native") && !tmp_supports_odirect()) {
+		printf("skipping %s: /tmp does not support O_DIRECT\n", backends[_i]);
+		return;
+	}
+	start_dev(backends[_i], ALL_FEATURES);
+	buf = mock_mem_alloc(&mem, REQ, 4096);
+	for (unsigned i = 0; i < REQ / BLK_SIZE_MAX; i++)
+		segs[i] = (struct mock_buf){ buf + (uint64_t)i * BLK_SIZE_MAX, BLK_SIZE_MAX, false };
+	for (unsigned r = 0; r < 4; r++) {
+		for (unsigned i = 0; i < NREQ; i++)
+			st[i] = queue_req(VIRTIO_BLK_T_OUT, 0, segs, REQ / BLK_SIZE_MAX, true);
+		virtio_dev_queue_notify(dev, 0);
+		/* A pause in the middle waits only for what is at the backend. */
+		blk_pause(blk);
+		blk_resume(blk);
+		wait_used((uint16_t)((r + 1) * NREQ));
+		for (unsigned i = 0; i < NREQ; i++)
+			ck_assert_uint_eq(status_at(st[i]), VIRTIO_BLK_S_OK);
+	}
+	blk_get_stats(blk, &s);
+	ck_assert_uint_eq(s.writes, 4 * NREQ);
+	ck_assert_uint_le((uint64_t)s.max_inflight * REQ, BLK_INFLIGHT_BYTES_MAX);
+}
+END_TEST
+
 START_TEST(test_no_event_idx_notifies)
 {
 	start_dev("", NO_EVENT_IDX);
@@ -694,6 +739,13 @@ START_TEST(test_config_space)
 	ck_assert_uint_eq(le32toh(v), 512);
 	virtio_dev_config_read(dev, 40, &v, 4);
 	ck_assert_uint_eq(le32toh(v), BLK_DWZ_SEG_MAX);
+	virtio_dev_config_read(dev, 36, &v, 4);
+	ck_assert_uint_eq(le32toh(v), BLK_DWZ_SECTORS_MAX);
+	/* Write-zeroes may fall back to writing: its ranges are small. */
+	virtio_dev_config_read(dev, 48, &v, 4);
+	ck_assert_uint_eq(le32toh(v), BLK_WZ_SECTORS_MAX);
+	ck_assert_uint_le((uint64_t)BLK_WZ_SECTORS_MAX * 512 * BLK_DWZ_SEG_MAX,
+			  BLK_INFLIGHT_BYTES_MAX);
 	/* Outside (or straddling the end of) config space: zeros. */
 	memset(z, 0xff, sizeof(z));
 	virtio_dev_config_read(dev, sizeof(struct virtio_blk_config) - 2, z, 4);
@@ -842,6 +894,7 @@ static Suite *blk_suite(void)
 	tcase_set_timeout(be, 60);
 	tcase_add_loop_test(be, test_backend_write_flush_read, 0, nb);
 	tcase_add_loop_test(be, test_backend_many_in_flight_one_irq, 0, nb);
+	tcase_add_loop_test(be, test_inflight_bytes_bounded, 0, nb);
 	suite_add_tcase(s, be);
 
 	tcase_add_checked_fixture(req, setup, teardown);
