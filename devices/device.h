@@ -1,6 +1,7 @@
 /* Device registration. Each device file ends with DEVICE_REGISTER(&desc);
  * the machine realizes registered devices in level order at VM creation,
- * resets them on VM reset and destroys them at teardown. Devices live in an
+ * pauses them on VM pause (and before a reset), resets them on VM reset and
+ * destroys them at teardown. Devices live in an
  * OBJECT library so the linker keeps their constructors. */
 #ifndef EMBER_DEVICE_H
 #define EMBER_DEVICE_H
@@ -22,6 +23,12 @@ struct device_desc {
 	 * NULL when the device is disabled by config), or negative errno. */
 	int (*realize)(struct vm *vm, void **state);
 	void (*reset)(void *state);	/* optional: back to power-on state */
+	/* Optional: quiesce for a VM pause or reset. On return nothing is in
+	 * flight and the device writes neither guest memory nor its images
+	 * until resume. Called from the main loop with the vCPUs parked;
+	 * reset may be called between pause and resume. */
+	void (*pause)(void *state);
+	void (*resume)(void *state);
 	void (*destroy)(void *state);	/* optional: free everything */
 	struct device_desc *next;
 };

@@ -382,6 +382,13 @@ int vm_pause(struct vm *vm)
 	pthread_mutex_unlock(&vm->lock);
 	/* Nothing the guest wrote may sit in the ring while paused. */
 	vcpu_drain_coalesced(vm);
+	/* Then nothing may write guest memory or disk images. */
+	for (unsigned i = vm->nr_devices; i-- > 0;) {
+		struct vm_device_inst *d = &vm->devices[i];
+
+		if (d->state && d->desc->pause)
+			d->desc->pause(d->state);
+	}
 	return 0;
 }
 
@@ -392,14 +399,36 @@ int vm_resume(struct vm *vm)
 		pthread_mutex_unlock(&vm->lock);
 		return vm->state == VM_STATE_RUNNING ? 0 : -EBUSY;
 	}
+	pthread_mutex_unlock(&vm->lock);
+	for (unsigned i = 0; i < vm->nr_devices; i++) {
+		struct vm_device_inst *d = &vm->devices[i];
+
+		if (d->state && d->desc->resume)
+			d->desc->resume(d->state);
+	}
+	pthread_mutex_lock(&vm->lock);
 	__atomic_store_n(&vm->state, VM_STATE_RUNNING, __ATOMIC_RELEASE);
 	pthread_cond_broadcast(&vm->cond);
 	pthread_mutex_unlock(&vm->lock);
 	return 0;
 }
 
-/* Full machine reset: memory, irqchip, devices, then every vCPU resets its
- * own registers when it next runs (KVM wants vCPU ioctls from its thread). */
+void vm_reset_devices_and_memory(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->nr_devices; i++) {
+		struct vm_device_inst *d = &vm->devices[i];
+
+		if (d->state && d->desc->reset)
+			d->desc->reset(d->state);
+	}
+	gm_zero_all(&vm->mem);
+}
+
+/* Full machine reset. Order matters: vCPUs stop and devices quiesce
+ * (vm_pause), devices reset (dropping every chain they held), and only then
+ * is RAM zeroed, so no late completion lands in the new guest's memory.
+ * Then the irqchip, the guest images, and every vCPU resets its own
+ * registers when it next runs (KVM wants vCPU ioctls from its thread). */
 int vm_reset(struct vm *vm)
 {
 	int ret;
@@ -407,17 +436,11 @@ int vm_reset(struct vm *vm)
 	ret = vm_pause(vm);
 	if (ret)
 		return ret;
-	gm_zero_all(&vm->mem);
+	vm_reset_devices_and_memory(vm);
 	ret = irqchip_restore_reset_state(&vm->irqchip);
 	if (ret) {
 		log_err("reset: cannot restore irqchip state: %s", strerror(-ret));
 		return ret;
-	}
-	for (unsigned i = 0; i < vm->nr_devices; i++) {
-		struct vm_device_inst *d = &vm->devices[i];
-
-		if (d->state && d->desc->reset)
-			d->desc->reset(d->state);
 	}
 	ret = vm_load_guest(vm);
 	if (ret)

@@ -107,9 +107,14 @@ void vm_request_error(struct vm *vm, const char *cause);
 void vm_request_quit(struct vm *vm, const char *cause);
 void vm_request_panic(struct vm *vm, const char *cause);
 
-/* Pause / resume all vCPUs (blocking until they are parked). */
+/* Pause: park every vCPU (blocking until they are), drain the coalesced
+ * ring, then pause every device (their I/O finishes; nothing writes guest
+ * memory or disk images until vm_resume). Resume: devices, then vCPUs. */
 int vm_pause(struct vm *vm);
 int vm_resume(struct vm *vm);
+/* The device half of vm_reset(), with the VM paused: reset every device,
+ * then zero guest RAM. */
+void vm_reset_devices_and_memory(struct vm *vm);
 
 /* Full machine reset, from the main loop (QMP system_reset, reboots). */
 int vm_reset(struct vm *vm);

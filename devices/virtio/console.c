@@ -32,6 +32,7 @@ struct virtio_console {
 	struct virtio_console_io io;
 	pthread_mutex_t lock;
 	bool active;
+	bool paused;		/* VM paused: queues and guest memory left alone */
 	struct virtio_console_config cfg;
 
 	/* Host input not yet in a guest buffer (ring). */
@@ -87,7 +88,7 @@ static void rx_flush(struct virtio_console *c)
 	bool pushed = false;
 	int ret;
 
-	while (c->active && vq->ready && !vq->error && c->in_len) {
+	while (c->active && !c->paused && vq->ready && !vq->error && c->in_len) {
 		size_t n = 0;
 
 		ret = virtqueue_pop(vq, &c->chain);
@@ -144,7 +145,7 @@ static bool tx_process(struct virtio_console *c)
 	bool more = false, pushed = false;
 	int ret;
 
-	if (!c->active || !vq->ready)
+	if (!c->active || c->paused || !vq->ready)
 		return false;
 	for (;;) {
 		if (c->tx_len) {
@@ -252,6 +253,22 @@ void virtio_console_input(struct virtio_console *c, const uint8_t *buf, size_t l
 			c->io.pause_input(c->io.opaque);
 	}
 	pthread_mutex_unlock(&c->lock);
+}
+
+void virtio_console_pause(struct virtio_console *c)
+{
+	pthread_mutex_lock(&c->lock);
+	c->paused = true;
+	pthread_mutex_unlock(&c->lock);
+}
+
+void virtio_console_resume(struct virtio_console *c)
+{
+	pthread_mutex_lock(&c->lock);
+	c->paused = false;
+	pthread_mutex_unlock(&c->lock);
+	virtio_dev_queue_notify(&c->vdev, VIRTIO_CONSOLE_RXQ);
+	virtio_dev_queue_notify(&c->vdev, VIRTIO_CONSOLE_TXQ);
 }
 
 size_t virtio_console_input_pending(struct virtio_console *c)
@@ -489,11 +506,23 @@ static void cons_pci_reset(void *state)
 	virtio_pci_reset(((struct cons_pci *)state)->vp);
 }
 
+static void cons_pci_pause(void *state)
+{
+	virtio_console_pause(((struct cons_pci *)state)->cons);
+}
+
+static void cons_pci_resume(void *state)
+{
+	virtio_console_resume(((struct cons_pci *)state)->cons);
+}
+
 static struct device_desc cons_desc = {
 	.name = "virtio-console",
 	.level = DEVICE_LEVEL_VIRTIO,
 	.realize = cons_pci_realize,
 	.reset = cons_pci_reset,
+	.pause = cons_pci_pause,
+	.resume = cons_pci_resume,
 	.destroy = cons_pci_destroy,
 };
 DEVICE_REGISTER(cons_desc);

@@ -102,6 +102,11 @@ bool virtio_console_kick(struct virtio_console *c, unsigned q);
  * be waiting, the excess is dropped with a warning (a caller that honours
  * pause_input never gets there). */
 void virtio_console_input(struct virtio_console *c, const uint8_t *buf, size_t len);
+/* VM pause: after pause() returns, kicks and input are taken (input is
+ * buffered) but no queue or guest memory is touched; resume() serves what
+ * came meanwhile. */
+void virtio_console_pause(struct virtio_console *c);
+void virtio_console_resume(struct virtio_console *c);
 /* Host input not yet delivered to the guest. */
 size_t virtio_console_input_pending(struct virtio_console *c);
 

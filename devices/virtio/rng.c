@@ -23,6 +23,7 @@ struct virtio_rng {
 	struct virtio_device vdev;
 	pthread_mutex_t lock;
 	bool active;
+	bool paused;		/* VM paused: the queue is left alone */
 	uint64_t bytes;
 	struct vq_chain chain;
 };
@@ -61,7 +62,7 @@ static bool process(struct virtio_rng *r)
 	bool more = false, pushed = false;
 	int ret;
 
-	if (!r->active || !vq->ready)
+	if (!r->active || r->paused || !vq->ready)
 		return false;
 	for (;;) {
 		while (!vq->error) {
@@ -116,6 +117,21 @@ bool virtio_rng_kick(struct virtio_rng *r)
 	if (more)
 		virtio_dev_queue_notify(&r->vdev, 0);
 	return more;
+}
+
+void virtio_rng_pause(struct virtio_rng *r)
+{
+	pthread_mutex_lock(&r->lock);
+	r->paused = true;
+	pthread_mutex_unlock(&r->lock);
+}
+
+void virtio_rng_resume(struct virtio_rng *r)
+{
+	pthread_mutex_lock(&r->lock);
+	r->paused = false;
+	pthread_mutex_unlock(&r->lock);
+	virtio_dev_queue_notify(&r->vdev, 0);	/* kicks that came while paused */
 }
 
 uint64_t virtio_rng_bytes(struct virtio_rng *r)
@@ -259,11 +275,23 @@ static void rng_pci_reset(void *state)
 	virtio_pci_reset(((struct rng_pci *)state)->vp);
 }
 
+static void rng_pci_pause(void *state)
+{
+	virtio_rng_pause(((struct rng_pci *)state)->rng);
+}
+
+static void rng_pci_resume(void *state)
+{
+	virtio_rng_resume(((struct rng_pci *)state)->rng);
+}
+
 static struct device_desc rng_desc = {
 	.name = "virtio-rng",
 	.level = DEVICE_LEVEL_VIRTIO,
 	.realize = rng_pci_realize,
 	.reset = rng_pci_reset,
+	.pause = rng_pci_pause,
+	.resume = rng_pci_resume,
 	.destroy = rng_pci_destroy,
 };
 DEVICE_REGISTER(rng_desc);

@@ -45,5 +45,9 @@ bool virtio_rng_kick(struct virtio_rng *r);
 
 /* Random bytes handed to the guest so far. */
 uint64_t virtio_rng_bytes(struct virtio_rng *r);
+/* VM pause: after pause() returns, kicks drain the eventfd but leave the
+ * queue and guest memory alone; resume() serves what came meanwhile. */
+void virtio_rng_pause(struct virtio_rng *r);
+void virtio_rng_resume(struct virtio_rng *r);
 
 #endif

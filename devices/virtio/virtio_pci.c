@@ -644,11 +644,30 @@ static void blk_pci_reset(void *state)
 		virtio_pci_reset(s->vp[i]);
 }
 
+/* VM pause: each I/O thread finishes what is at its backend and parks. */
+static void blk_pci_pause(void *state)
+{
+	struct blk_pci_set *s = state;
+
+	for (unsigned i = 0; i < s->n; i++)
+		blk_pause(s->blk[i]);
+}
+
+static void blk_pci_resume(void *state)
+{
+	struct blk_pci_set *s = state;
+
+	for (unsigned i = 0; i < s->n; i++)
+		blk_resume(s->blk[i]);
+}
+
 static struct device_desc blk_pci_desc = {
 	.name = "virtio-blk",
 	.level = DEVICE_LEVEL_VIRTIO,
 	.realize = blk_pci_realize,
 	.reset = blk_pci_reset,
+	.pause = blk_pci_pause,
+	.resume = blk_pci_resume,
 	.destroy = blk_pci_destroy,
 };
 DEVICE_REGISTER(blk_pci_desc);
