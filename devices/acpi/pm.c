@@ -32,6 +32,7 @@ struct acpi_pm {
 	struct vm *vm;
 	pthread_mutex_t lock;
 	uint16_t reg[PM_NR_REG16];	/* indexed by offset / 2 */
+	struct ratelimit sleep_rl;	/* under lock */
 	bool sci;			/* level we last drove */
 };
 
@@ -73,12 +74,18 @@ static void pm_read(void *opaque, uint64_t offset, void *data, unsigned len)
 
 static void pm_sleep(struct acpi_pm *pm, unsigned typ)
 {
+	bool allow;
+
 	if (typ == ACPI_S5_SLP_TYP) {
 		vm_request_poweroff(pm->vm, "ACPI S5 (PM1a_CNT)");
 		return;
 	}
-	log_info("acpi-pm: guest asked for sleep type %u; only S5 (type %u) is supported, ignored",
-		 typ, ACPI_S5_SLP_TYP);
+	pthread_mutex_lock(&pm->lock);
+	allow = ratelimit_allow(&pm->sleep_rl);	/* a guest can ask at will */
+	pthread_mutex_unlock(&pm->lock);
+	if (allow)
+		log_info("acpi-pm: guest asked for sleep type %u; only S5 (type %u) is supported, "
+			 "ignored", typ, ACPI_S5_SLP_TYP);
 }
 
 static void pm_write(void *opaque, uint64_t offset, const void *data, unsigned len)
@@ -151,6 +158,7 @@ static int pm_realize(struct vm *vm, void **state)
 	if (!pm)
 		return -ENOMEM;
 	pm->vm = vm;
+	pm->sleep_rl = (struct ratelimit)RATELIMIT_INIT(5000, 5);
 	ret = -pthread_mutex_init(&pm->lock, NULL);
 	if (ret)
 		goto err_free;

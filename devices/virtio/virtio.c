@@ -1,6 +1,7 @@
 #include "devices/virtio/virtio.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -56,12 +57,28 @@ uint8_t virtio_dev_get_status(const struct virtio_device *dev)
 	return __atomic_load_n(&dev->status, __ATOMIC_ACQUIRE);
 }
 
+/* Guest-triggered warnings: a guest can repeat them at will. */
+static struct ratelimit guest_rl = RATELIMIT_INIT(5000, 10);
+static pthread_mutex_t guest_rl_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static bool guest_log_allow(void)
+{
+	bool ok;
+
+	pthread_mutex_lock(&guest_rl_lock);
+	ok = ratelimit_allow(&guest_rl);
+	pthread_mutex_unlock(&guest_rl_lock);
+	return ok;
+}
+
 void virtio_dev_set_driver_features(struct virtio_device *dev, uint64_t features)
 {
 	uint8_t st = virtio_dev_get_status(dev);
 
 	if (!(st & VIRTIO_STATUS_DRIVER) || (st & VIRTIO_STATUS_FEATURES_OK)) {
-		log_warn("virtio %s: feature write in status 0x%x ignored", dev->ops->name, st);
+		if (guest_log_allow())
+			log_warn("virtio %s: feature write in status 0x%x ignored", dev->ops->name,
+				 st);
 		return;
 	}
 	dev->driver_features = features & dev->host_features;
@@ -209,21 +226,33 @@ int virtio_dev_set_status(struct virtio_device *dev, uint8_t status)
 		virtio_dev_reset(dev);
 		return 0;
 	}
+	/* The transitions (2.1.2, 3.1.1): only a reset clears bits; each of
+	 * DRIVER, FEATURES_OK and DRIVER_OK needs the one before it; FAILED
+	 * may be added at any time but alone, and after it only a reset is
+	 * accepted. */
 	if (cur & ~want)
-		goto refused;	/* only a reset clears bits */
-	if (added & VIRTIO_STATUS_FAILED) {
-		__atomic_fetch_or(&dev->status, added, __ATOMIC_ACQ_REL);
+		goto refused;
+	if (!added)
 		return 0;
-	}
+	if (cur & VIRTIO_STATUS_FAILED)
+		goto refused;
 	if ((want & VIRTIO_STATUS_DRIVER) && !(want & VIRTIO_STATUS_ACKNOWLEDGE))
 		goto refused;
 	if ((want & VIRTIO_STATUS_FEATURES_OK) && !(want & VIRTIO_STATUS_DRIVER))
 		goto refused;
 	if ((want & VIRTIO_STATUS_DRIVER_OK) && !(want & VIRTIO_STATUS_FEATURES_OK))
 		goto refused;
+	if (added & VIRTIO_STATUS_FAILED) {
+		if (added != VIRTIO_STATUS_FAILED)
+			goto refused;
+		__atomic_fetch_or(&dev->status, added, __ATOMIC_ACQ_REL);
+		return 0;
+	}
 	if ((added & VIRTIO_STATUS_FEATURES_OK) &&
 	    !(dev->driver_features & VIRTIO_BIT(VIRTIO_F_VERSION_1))) {
-		log_warn("virtio %s: driver did not accept VIRTIO_F_VERSION_1", dev->ops->name);
+		if (guest_log_allow())
+			log_warn("virtio %s: driver did not accept VIRTIO_F_VERSION_1",
+				 dev->ops->name);
 		return -EINVAL;	/* FEATURES_OK stays clear; the driver sees that */
 	}
 	if (added & VIRTIO_STATUS_DRIVER_OK) {
@@ -238,6 +267,7 @@ int virtio_dev_set_status(struct virtio_device *dev, uint8_t status)
 	return 0;
 
 refused:
-	log_warn("virtio %s: status 0x%x -> 0x%x refused", dev->ops->name, old, status);
+	if (guest_log_allow())
+		log_warn("virtio %s: status 0x%x -> 0x%x refused", dev->ops->name, old, status);
 	return -EINVAL;
 }

@@ -19,6 +19,7 @@
 #include "vmm/guest_mem.h"
 #include "vmm/vm.h"
 #include "helpers/ck_run.h"
+#include "helpers/stderr_capture.h"
 
 #define ACPI_AREA (BOOT_ACPI_END - BOOT_ACPI_ADDR)
 
@@ -575,6 +576,25 @@ START_TEST(test_pm_sleep_and_reset)
 }
 END_TEST
 
+/* A guest asking for an unsupported sleep state in a loop cannot flood the
+ * log (a full stderr pipe would stall the vCPU). */
+START_TEST(test_pm_sleep_log_rate_limited)
+{
+	struct pm_env e;
+	unsigned lines;
+
+	pm_env_init(&e);
+	stderr_capture_begin();
+	for (int i = 0; i < 1000; i++)
+		pio_wr16(&e, ACPI_PM1A_CNT_PORT, 1u << 10 | 1u << 13);
+	lines = stderr_capture_end();
+	ck_assert_uint_ge(lines, 1);
+	ck_assert_uint_le(lines, 10);
+	ck_assert_int_eq(e.vm.request, VM_REQ_NONE);
+	pm_env_free(&e);
+}
+END_TEST
+
 static Suite *acpi_suite(void)
 {
 	Suite *s = suite_create("acpi");
@@ -593,6 +613,7 @@ static Suite *acpi_suite(void)
 	tc = tcase_create("pm");
 	tcase_add_test(tc, test_pm_registers);
 	tcase_add_test(tc, test_pm_sleep_and_reset);
+	tcase_add_test(tc, test_pm_sleep_log_rate_limited);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("extension");

@@ -15,6 +15,7 @@
 #include "devices/virtio/blk.h"
 #include "helpers/mock_vq.h"
 #include "helpers/ck_run.h"
+#include "helpers/stderr_capture.h"
 
 #define MEM_BASE	0x100000ULL
 #define MEM_SIZE	(16ULL << 20)
@@ -771,6 +772,28 @@ START_TEST(test_status_machine)
 	ck_assert_int_eq(blk_parse_opts(err, &o, NULL, 0), 0);
 	ck_assert_int_eq(blk_create(&blk, &o, &mem.gm), 0);
 	dev = blk_virtio(blk);
+	/* Everything at once from 0, FAILED included: refused, nothing set. */
+	st = VIRTIO_STATUS_FAILED | VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK;
+	ck_assert_int_eq(virtio_dev_set_status(dev, st), -EINVAL);
+	ck_assert_uint_eq(virtio_dev_get_status(dev), 0);
+	ck_assert(!dev->active);
+	ck_assert_int_eq(virtio_dev_set_status(dev, VIRTIO_STATUS_FAILED | VIRTIO_STATUS_DRIVER),
+			 -EINVAL);
+	ck_assert_uint_eq(virtio_dev_get_status(dev), 0);
+	/* FAILED alone is accepted; then only a reset. */
+	ck_assert_int_eq(virtio_dev_set_status(dev, VIRTIO_STATUS_FAILED), 0);
+	ck_assert_int_eq(virtio_dev_set_status(dev, VIRTIO_STATUS_FAILED |
+						     VIRTIO_STATUS_ACKNOWLEDGE), -EINVAL);
+	ck_assert_uint_eq(virtio_dev_get_status(dev), VIRTIO_STATUS_FAILED);
+	ck_assert_int_eq(virtio_dev_set_status(dev, 0), 0);
+	/* A guest repeating refused writes cannot flood the log. */
+	stderr_capture_begin();
+	for (int i = 0; i < 1000; i++) {
+		(void)virtio_dev_set_status(dev, VIRTIO_STATUS_DRIVER_OK);
+		virtio_dev_set_driver_features(dev, 0);
+	}
+	ck_assert_uint_le(stderr_capture_end(), 12);
+	ck_assert_uint_eq(virtio_dev_get_status(dev), 0);
 	/* DRIVER before ACKNOWLEDGE, DRIVER_OK before FEATURES_OK: refused. */
 	ck_assert_int_eq(virtio_dev_set_status(dev, VIRTIO_STATUS_DRIVER), -EINVAL);
 	st = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER;
