@@ -77,14 +77,40 @@ static void guest_tm(const struct rtc_cmos *c, time_t now, struct tm *tm)
 	}
 }
 
+/* The clock runs from 0000-01-01 to 9999-12-31; a guest setting it
+ * outside (an out-of-range month or day normalises into later years, and
+ * repeating that walks the year up without bound) is refused, so tm_year
+ * stays far from overflowing int. */
+#define RTC_TIME_MIN	(-62167219200LL)	/* 0000-01-01T00:00:00Z */
+#define RTC_TIME_MAX	253402300799LL		/* 9999-12-31T23:59:59Z */
+
 static void commit_tm(struct rtc_cmos *c, struct tm *tm, time_t now)
 {
+	struct tm copy = *tm;
 	time_t t;
 
+	if (tm->tm_year < -1900 - 1 || tm->tm_year > 9999 - 1900 + 1)
+		return;
 	errno = 0;
-	t = timegm(tm);
-	if (t != (time_t)-1 || errno == 0)
-		c->offset = (int64_t)t - (int64_t)now;
+	t = timegm(&copy);
+	if ((t == (time_t)-1 && errno) || (int64_t)t < RTC_TIME_MIN || (int64_t)t > RTC_TIME_MAX)
+		return;
+	c->offset = (int64_t)t - (int64_t)now;
+}
+
+static int64_t tm_year_full(const struct tm *tm)
+{
+	return (int64_t)tm->tm_year + 1900;
+}
+
+/* A year computed from register writes, back into tm_year (clamped). */
+static int to_tm_year(int64_t year)
+{
+	if (year < 0)
+		year = 0;
+	if (year > 9999)
+		year = 9999;
+	return (int)(year - 1900);
 }
 
 static bool is_time_reg(unsigned reg)
@@ -116,7 +142,8 @@ static unsigned decode(uint8_t v, uint8_t reg_b)
 
 uint8_t rtc_encode_time_reg(const struct tm *tm, unsigned reg, uint8_t reg_b)
 {
-	unsigned year = (unsigned)(tm->tm_year + 1900);
+	int64_t y = tm_year_full(tm);
+	unsigned year = (unsigned)((y < 0 ? 0 : y) % 10000);
 
 	switch (reg) {
 	case RTC_SECONDS:
@@ -137,7 +164,7 @@ uint8_t rtc_encode_time_reg(const struct tm *tm, unsigned reg, uint8_t reg_b)
 	case RTC_YEAR:
 		return encode(year % 100, reg_b);
 	case RTC_CENTURY:
-		return encode(year / 100, reg_b);
+		return encode(year / 100, reg_b);	/* < 100 */
 	default:
 		return 0;
 	}
@@ -147,10 +174,10 @@ static void write_time_reg(struct rtc_cmos *c, unsigned reg, uint8_t val, time_t
 {
 	uint8_t reg_b = c->ram[RTC_REG_B];
 	struct tm tm;
-	int year;
+	int64_t year;
 
 	guest_tm(c, now, &tm);
-	year = tm.tm_year + 1900;
+	year = tm_year_full(&tm);
 	switch (reg) {
 	case RTC_SECONDS:
 		tm.tm_sec = (int)decode(val, reg_b);
@@ -174,10 +201,10 @@ static void write_time_reg(struct rtc_cmos *c, unsigned reg, uint8_t val, time_t
 		tm.tm_mon = (int)decode(val, reg_b) - 1;
 		break;
 	case RTC_YEAR:
-		tm.tm_year = year - year % 100 + (int)decode(val, reg_b) - 1900;
+		tm.tm_year = to_tm_year(year - year % 100 + decode(val, reg_b));
 		break;
 	case RTC_CENTURY:
-		tm.tm_year = (int)decode(val, reg_b) * 100 + year % 100 - 1900;
+		tm.tm_year = to_tm_year((int64_t)decode(val, reg_b) * 100 + year % 100);
 		break;
 	default:
 		return;	/* day of week follows from the date */

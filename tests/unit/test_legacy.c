@@ -1,5 +1,6 @@
 /* The CMOS RTC and i8042 models, without /dev/kvm. */
 #include <check.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -392,6 +393,40 @@ START_TEST(test_i8042_unknown_and_overflow)
 }
 END_TEST
 
+/* Year arithmetic cannot overflow: a tm at the edge of int encodes, and
+ * a guest pushing the year up by writing out-of-range months (each write
+ * normalises into ~21 more years) stops at 9999. */
+START_TEST(test_rtc_year_bounds)
+{
+	struct rtc_cmos c;
+	struct tm tm = { .tm_mday = 1, .tm_year = INT_MAX };
+	const time_t now = 1700000000;
+	const uint8_t bin = RTC_B_24H | RTC_B_DM_BINARY;
+	unsigned cent;
+
+	/* 2147485547 % 10000 = 5547. */
+	ck_assert_uint_eq(rtc_encode_time_reg(&tm, RTC_YEAR, bin), 47);
+	ck_assert_uint_eq(rtc_encode_time_reg(&tm, RTC_CENTURY, bin), 55);
+	ck_assert_uint_eq(rtc_encode_time_reg(&tm, RTC_CENTURY, 0), 0x55);
+	tm.tm_year = INT_MIN;
+	ck_assert_uint_eq(rtc_encode_time_reg(&tm, RTC_CENTURY, bin), 0);
+
+	rtc_cmos_init(&c);
+	rtc_cmos_reset(&c, now);
+	cmos_set(&c, RTC_REG_B, bin, now);
+	for (int i = 0; i < 2000; i++)
+		cmos_set(&c, RTC_MONTH, 0xff, now);
+	cent = cmos_get(&c, RTC_CENTURY, now);
+	ck_assert_uint_le(cent, 99);
+	ck_assert_uint_ge(cent, 20);
+	ck_assert_int_le(c.offset, 253402300799LL - now);
+	/* Century 255 in binary mode: clamped to 9999, not 25599. */
+	cmos_set(&c, RTC_CENTURY, 0xff, now);
+	ck_assert_uint_le(cmos_get(&c, RTC_CENTURY, now), 99);
+	ck_assert_int_le(c.offset, 253402300799LL - now);
+}
+END_TEST
+
 static Suite *legacy_suite(void)
 {
 	Suite *s = suite_create("legacy");
@@ -399,6 +434,7 @@ static Suite *legacy_suite(void)
 	TCase *kbc = tcase_create("i8042");
 
 	tcase_add_test(rtc, test_bcd);
+	tcase_add_test(rtc, test_rtc_year_bounds);
 	tcase_add_test(rtc, test_time_encoding);
 	tcase_add_test(rtc, test_cmos_clock_registers);
 	tcase_add_test(rtc, test_cmos_set_time);
