@@ -304,6 +304,43 @@ void vcpu_kick(struct vcpu *vcpu)
 		pthread_kill(vcpu->thread, VCPU_KICK_SIGNAL);
 }
 
+unsigned coalesced_ring_drain(struct kvm_coalesced_mmio_ring *ring, uint32_t max,
+			      coalesced_write_fn write, void *opaque)
+{
+	uint32_t first = __atomic_load_n(&ring->first, __ATOMIC_RELAXED);
+	uint32_t last = __atomic_load_n(&ring->last, __ATOMIC_ACQUIRE);
+	unsigned n = 0;
+
+	/* Neither index is trusted: out of range means a broken ring, and
+	 * it is dropped whole rather than walked. At most max - 1 entries
+	 * are taken per call, so the walk ends whatever the indexes say. */
+	if (first >= max || last >= max) {
+		__atomic_store_n(&ring->first, last < max ? last : 0, __ATOMIC_RELEASE);
+		return 0;
+	}
+	while (first != last && n < max - 1) {
+		struct kvm_coalesced_mmio *e = &ring->coalesced_mmio[first];
+		uint8_t data[8];
+		uint32_t len = e->len <= sizeof(data) ? e->len : sizeof(data);
+
+		memcpy(data, e->data, len);
+		if (len)
+			write(opaque, e->pio != 0, e->phys_addr, data, len);
+		first = (first + 1) % max;
+		__atomic_store_n(&ring->first, first, __ATOMIC_RELEASE);
+		n++;
+	}
+	return n;
+}
+
+static void coalesced_bus_write(void *opaque, bool pio, uint64_t addr, const void *data,
+				unsigned len)
+{
+	struct vm *vm = opaque;
+
+	bus_write(pio ? &vm->pio_bus : &vm->mmio_bus, addr, data, len);
+}
+
 void vcpu_drain_coalesced(struct vm *vm)
 {
 	struct kvm_coalesced_mmio_ring *ring = vm->coalesced_ring;
@@ -313,30 +350,7 @@ void vcpu_drain_coalesced(struct vm *vm)
 			     __atomic_load_n(&ring->last, __ATOMIC_ACQUIRE))
 		return;
 	pthread_mutex_lock(&vm->coalesced_lock);
-	for (;;) {
-		uint32_t first = ring->first;
-		struct kvm_coalesced_mmio *e;
-		uint8_t data[8];
-		uint32_t len;
-
-		/* last is written by the kernel; read it before the entry. */
-		if (first == __atomic_load_n(&ring->last, __ATOMIC_ACQUIRE))
-			break;
-		if (first >= max) {
-			ring->first = 0;	/* never index past the page */
-			continue;
-		}
-		e = &ring->coalesced_mmio[first];
-		len = e->len <= sizeof(data) ? e->len : sizeof(data);
-		memcpy(data, e->data, len);
-		if (len) {
-			if (e->pio)
-				bus_write(&vm->pio_bus, e->phys_addr, data, len);
-			else
-				bus_write(&vm->mmio_bus, e->phys_addr, data, len);
-		}
-		__atomic_store_n(&ring->first, (first + 1) % max, __ATOMIC_RELEASE);
-	}
+	(void)coalesced_ring_drain(ring, max, coalesced_bus_write, vm);
 	pthread_mutex_unlock(&vm->coalesced_lock);
 }
 

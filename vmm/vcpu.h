@@ -55,5 +55,14 @@ int vcpu_reset(struct vcpu *vcpu);
 
 /* Drain the VM's coalesced MMIO/PIO ring into the buses. Thread-safe. */
 void vcpu_drain_coalesced(struct vm *vm);
+/* The ring walk itself, for tests and the fuzzer: hands each entry between
+ * ring->first and ring->last to write() and advances first. Indexes at or
+ * past max (entries in the ring) drop the ring; at most max - 1 entries are
+ * taken per call. Returns how many were. */
+struct kvm_coalesced_mmio_ring;
+typedef void (*coalesced_write_fn)(void *opaque, bool pio, uint64_t addr, const void *data,
+				   unsigned len);
+unsigned coalesced_ring_drain(struct kvm_coalesced_mmio_ring *ring, uint32_t max,
+			      coalesced_write_fn write, void *opaque);
 
 #endif
