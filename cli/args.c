@@ -105,13 +105,16 @@ void args_usage(FILE *out)
 		"  --config FILE            JSON VM config; flags override it\n"
 		"  --shutdown-timeout SECS  on SIGTERM, wait this long after the power button (default 30)\n"
 		"  --hugepages              back RAM with 2 MiB hugepages\n"
-		"  --test-device            the MMIO test device used by test guests\n");
+		"  --test-device            the MMIO test device used by test guests\n"
+		"  --debug-exit             isa-debug-exit at port 0xf4: the guest sets the exit status\n"
+		"                           to (v << 1) | 1 (default: only for the built-in demo)\n");
 }
 
 enum {
 	OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_CONSOLE,
 	OPT_ON_REBOOT, OPT_CPU_MODEL, OPT_DISK, OPT_API_SOCK, OPT_CONFIG, OPT_HUGEPAGES,
 	OPT_TEST_DEVICE, OPT_SHUTDOWN_TIMEOUT, OPT_HELP, OPT_RNG, OPT_VIRTIO_CONSOLE,
+	OPT_DEBUG_EXIT,
 };
 
 static const struct option run_options[] = {
@@ -129,6 +132,7 @@ static const struct option run_options[] = {
 	{ "shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT },
 	{ "hugepages", no_argument, NULL, OPT_HUGEPAGES },
 	{ "test-device", no_argument, NULL, OPT_TEST_DEVICE },
+	{ "debug-exit", no_argument, NULL, OPT_DEBUG_EXIT },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "rng", no_argument, NULL, OPT_RNG },
 	{ "virtio-console", required_argument, NULL, OPT_VIRTIO_CONSOLE },
@@ -232,6 +236,9 @@ int args_parse_run(int argc, char **argv, struct vm_config *cfg, char *err, size
 			break;
 		case OPT_TEST_DEVICE:
 			cfg->test_device = true;
+			break;
+		case OPT_DEBUG_EXIT:
+			cfg->debug_exit = DEBUG_EXIT_ON;
 			break;
 		case OPT_HELP:
 			args_usage(stdout);

@@ -321,6 +321,10 @@ static int apply(struct loader *ld, json_t *root)
 			r = json_is_boolean(v) ? 0 : fail(ld, "%s: expected boolean", key);
 			if (!r)
 				ld->cfg.hugepages = json_is_true(v);
+		} else if (!strcmp(key, "debug_exit")) {
+			r = json_is_boolean(v) ? 0 : fail(ld, "%s: expected boolean", key);
+			if (!r)
+				ld->cfg.debug_exit = json_is_true(v) ? DEBUG_EXIT_ON : DEBUG_EXIT_OFF;
 		} else {
 			r = fail(ld, "%s: unknown key", key);
 		}

@@ -7,6 +7,11 @@
 #include <stdint.h>
 
 enum console_kind { CONSOLE_STDIO, CONSOLE_FILE, CONSOLE_NONE };
+enum debug_exit_mode { DEBUG_EXIT_AUTO = 0, DEBUG_EXIT_ON, DEBUG_EXIT_OFF };
+
+/* Whether the isa-debug-exit device is present for this config. */
+#define CONFIG_DEBUG_EXIT(cfg) \
+	((cfg)->debug_exit == DEBUG_EXIT_ON || ((cfg)->debug_exit == DEBUG_EXIT_AUTO && !(cfg)->kernel))
 enum reboot_policy { REBOOT_RESTART, REBOOT_EXIT };
 enum cpu_model { CPU_MODEL_HOST, CPU_MODEL_BASELINE };
 
@@ -26,6 +31,9 @@ struct vm_config {
 	enum cpu_model cpu_model;
 	bool hugepages;
 	bool test_device;	/* the test-only MMIO sink used by test guests */
+	/* isa-debug-exit at port 0xf4 lets the guest pick Ember's exit status:
+	 * AUTO means only with the built-in demo guest (no kernel given). */
+	enum debug_exit_mode debug_exit;
 	const char *api_sock;
 	int api_sock_fd;	/* socket-activated listener (LISTEN_FDS), or -1 */
 	unsigned shutdown_timeout_s;	/* SIGTERM: power button, then quit after this */

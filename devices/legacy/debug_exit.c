@@ -1,5 +1,7 @@
 /* isa-debug-exit (QEMU semantics): writing v to port 0xf4 ends the VM with
- * exit status (v << 1) | 1. Reads are left unhandled (all ones). */
+ * exit status (v << 1) | 1. Reads are left unhandled (all ones). Opt-in
+ * (--debug-exit, "debug_exit": true), as in QEMU; on by default only for
+ * the built-in demo guest: otherwise any guest could choose our status. */
 #include <errno.h>
 
 #include "devices/device.h"
@@ -24,7 +26,12 @@ static const struct bus_dev_ops debug_exit_ops = {
 
 static int debug_exit_realize(struct vm *vm, void **state)
 {
-	int ret = bus_register(&vm->pio_bus, DEBUG_EXIT_PORT, 1, &debug_exit_ops, vm,
+	int ret;
+
+	*state = NULL;
+	if (!CONFIG_DEBUG_EXIT(vm->cfg))
+		return 0;
+	ret = bus_register(&vm->pio_bus, DEBUG_EXIT_PORT, 1, &debug_exit_ops, vm,
 			       "isa-debug-exit");
 
 	if (ret)

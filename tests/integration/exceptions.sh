@@ -3,7 +3,7 @@
 set -e
 . "$(dirname "$0")/lib.sh"
 require_kvm
-run_guest 60 "$TMPD/out" --kernel "$EMBER_GUEST_DIR/exceptions.elf"
+run_guest 60 "$TMPD/out" --debug-exit --kernel "$EMBER_GUEST_DIR/exceptions.elf"
 expect_rc 1 "$TMPD/out"
 expect_log "vector=13" "$TMPD/out"
 expect_log "vector=14" "$TMPD/out"

@@ -44,7 +44,7 @@ def wait_ticks_advance(start, timeout=10):
     fail("ticks did not advance past %d" % start)
 
 
-proc = subprocess.Popen([ember, "run", "--kernel", kernel, "--api-sock", sock, "--cpus", "2",
+proc = subprocess.Popen([ember, "run", "--debug-exit", "--kernel", kernel, "--api-sock", sock, "--cpus", "2",
                          "--console", "file:" + out],
                         stdin=subprocess.DEVNULL, stdout=log, stderr=log)
 try:

@@ -7,7 +7,7 @@ require_kvm
 truncate -s 64M "$TMPD/a.img"
 truncate -s 8M "$TMPD/b.img"
 S="$TMPD/s.sock"
-"$EMBER" run --kernel "$EMBER_GUEST_DIR/ticker.elf" --console file:"$TMPD/serial" \
+"$EMBER" run --debug-exit --kernel "$EMBER_GUEST_DIR/ticker.elf" --console file:"$TMPD/serial" \
 	--disk path="$TMPD/a.img",serial=A --disk path="$TMPD/b.img",readonly=on --api-sock "$S" &
 PID=$!
 for _ in $(seq 100); do [ -S "$S" ] && break; sleep 0.05; done

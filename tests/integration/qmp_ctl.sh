@@ -7,7 +7,7 @@ require_kvm
 [ -f "$EMBER_GUEST_DIR/ticker.elf" ] || fail "guest ticker.elf not built in $EMBER_GUEST_DIR"
 
 S=$TMPD/s.sock
-"$EMBER" run --kernel "$EMBER_GUEST_DIR/ticker.elf" --api-sock "$S" \
+"$EMBER" run --debug-exit --kernel "$EMBER_GUEST_DIR/ticker.elf" --api-sock "$S" \
 	--console "file:$TMPD/out" </dev/null >"$TMPD/log" 2>&1 &
 PID=$!
 EVPID=

@@ -39,7 +39,7 @@ def serial_has(text):
         return False
 
 
-proc = subprocess.Popen([ember, "run", "--kernel", kernel, "--console", "file:" + serial,
+proc = subprocess.Popen([ember, "run", "--debug-exit", "--kernel", kernel, "--console", "file:" + serial,
                          "--api-sock", sock],
                         stdin=subprocess.DEVNULL, stdout=log, stderr=log)
 try:

@@ -112,7 +112,7 @@ s.close()
 
 # 2. A guest that ignores the power button: stopped after the timeout.
 sock2 = os.path.join(tmpd, "t.sock")
-p = subprocess.Popen([ember, "run", "--kernel", os.path.join(guests, "ticker.elf"),
+p = subprocess.Popen([ember, "run", "--debug-exit", "--kernel", os.path.join(guests, "ticker.elf"),
                       "--api-sock", sock2, "--console", "none", "--shutdown-timeout", "1"],
                      env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
 procs.append(p)
@@ -131,7 +131,7 @@ act = os.path.join(tmpd, "act.sock")
 ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 ls.bind(act)
 ls.listen(8)
-argv = [ember, "run", "--kernel", os.path.join(guests, "ticker.elf"), "--console", "none"]
+argv = [ember, "run", "--debug-exit", "--kernel", os.path.join(guests, "ticker.elf"), "--console", "none"]
 logfd = log.fileno()
 pid = os.fork()
 if pid == 0:

@@ -4,7 +4,7 @@ set -e
 . "$(dirname "$0")/lib.sh"
 require_kvm
 for n in 2 4; do
-	run_guest 120 "$TMPD/out" --kernel "$EMBER_GUEST_DIR/smp.elf" --cpus $n
+	run_guest 120 "$TMPD/out" --debug-exit --kernel "$EMBER_GUEST_DIR/smp.elf" --cpus $n
 	expect_rc 1 "$TMPD/out"
 	expect_log "smp: bsp up, $n cpus" "$TMPD/out"
 	for i in $(seq 1 $((n - 1))); do

@@ -37,7 +37,7 @@ rw_run() {
 	local img="$TMPD/$name.img"
 	rm -f "$img"
 	truncate -s $((SECTORS * 512)) "$img"
-	run_guest 120 "$TMPD/$name.out" --kernel "$GUEST" --disk "path=$img,serial=$SERIAL$opts" \
+	run_guest 120 "$TMPD/$name.out" --debug-exit --kernel "$GUEST" --disk "path=$img,serial=$SERIAL$opts" \
 		--cmdline "serial=$SERIAL seed=$seed $*"
 	expect_rc 1 "$TMPD/$name.out"
 	expect_log "virtio_blk: id '$SERIAL'" "$TMPD/$name.out"
@@ -62,7 +62,7 @@ fi
 
 # Read-only: the write fails with IOERR and the image is unchanged.
 cp "$TMPD/default.img" "$TMPD/ro_before.img"
-run_guest 120 "$TMPD/ro.out" --kernel "$GUEST" --disk "path=$TMPD/default.img,serial=$SERIAL,readonly=on" \
+run_guest 120 "$TMPD/ro.out" --debug-exit --kernel "$GUEST" --disk "path=$TMPD/default.img,serial=$SERIAL,readonly=on" \
 	--cmdline "serial=$SERIAL ro=1 seed=9"
 expect_rc 1 "$TMPD/ro.out"
 expect_log "virtio_blk: read-only: write refused with IOERR, data unchanged" "$TMPD/ro.out"
@@ -70,7 +70,7 @@ expect_log "virtio_blk: ok" "$TMPD/ro.out"
 cmp -s "$TMPD/default.img" "$TMPD/ro_before.img" || fail "read-only image was modified"
 
 # A serial mismatch must be caught (GET_ID failure: exit code 6 -> 13).
-run_guest 120 "$TMPD/id.out" --kernel "$GUEST" --disk "path=$TMPD/default.img,serial=OTHER" \
+run_guest 120 "$TMPD/id.out" --debug-exit --kernel "$GUEST" --disk "path=$TMPD/default.img,serial=OTHER" \
 	--cmdline "serial=$SERIAL"
 expect_rc 13 "$TMPD/id.out"
 expect_log "GET_ID returned 'OTHER'" "$TMPD/id.out"

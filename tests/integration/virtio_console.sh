@@ -6,7 +6,7 @@ set -e
 . "$(dirname "$0")/lib.sh"
 require_kvm
 [ -f "$EMBER_GUEST_DIR/virtio_console.elf" ] || fail "guest virtio_console.elf not built in $EMBER_GUEST_DIR"
-run_guest 120 "$TMPD/out" --kernel "$EMBER_GUEST_DIR/virtio_console.elf" \
+run_guest 120 "$TMPD/out" --debug-exit --kernel "$EMBER_GUEST_DIR/virtio_console.elf" \
 	--virtio-console "file:$TMPD/vc.out" --console "file:$TMPD/serial"
 cat "$TMPD/serial" >>"$TMPD/out" 2>/dev/null || true
 expect_rc 1 "$TMPD/out"
@@ -19,7 +19,7 @@ cmp -s "$TMPD/want" "$TMPD/vc.out" || {
 	fail "vc.out is not exactly the hello line"
 }
 # Without the device the guest says so (exit code 2 -> 5).
-run_guest 120 "$TMPD/out2" --kernel "$EMBER_GUEST_DIR/virtio_console.elf" \
+run_guest 120 "$TMPD/out2" --debug-exit --kernel "$EMBER_GUEST_DIR/virtio_console.elf" \
 	--console "file:$TMPD/serial2"
 cat "$TMPD/serial2" >>"$TMPD/out2" 2>/dev/null || true
 expect_rc 5 "$TMPD/out2"

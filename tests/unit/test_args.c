@@ -2,8 +2,12 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "cli/args.h"
+#include "devices/device.h"
+#include "vmm/vm.h"
 #include "helpers/ck_run.h"
 
 static int parse(struct vm_config *cfg, char *err, const char *a0, ...)
@@ -140,6 +144,60 @@ START_TEST(test_config_lookup)
 }
 END_TEST
 
+/* isa-debug-exit is opt-in: present for the built-in demo (no --kernel),
+ * absent for any other kernel unless --debug-exit is given. */
+static bool debug_exit_present(const struct vm_config *cfg)
+{
+	struct device_desc *d;
+	struct vm vm;
+	void *state = NULL;
+	uint8_t v = 3;
+	bool handled;
+
+	memset(&vm, 0, sizeof(vm));
+	vm.cfg = cfg;
+	ck_assert_int_eq(bus_init(&vm.pio_bus, "pio"), 0);
+	ck_assert_int_eq(pthread_mutex_init(&vm.lock, NULL), 0);
+	vm.request_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	ck_assert_int_ge(vm.request_efd, 0);
+	for (d = device_list(); d; d = d->next)
+		if (!strcmp(d->name, "isa-debug-exit"))
+			break;
+	ck_assert_ptr_nonnull(d);
+	ck_assert_int_eq(d->realize(&vm, &state), 0);
+	handled = bus_write(&vm.pio_bus, 0xf4, &v, 1);
+	ck_assert_int_eq(vm.request == VM_REQ_EXIT, handled);
+	if (handled)
+		ck_assert_int_eq(vm.exit_status, 7);
+	if (state)
+		d->destroy(state);
+	close(vm.request_efd);
+	bus_destroy(&vm.pio_bus);
+	return handled;
+}
+
+START_TEST(test_debug_exit_opt_in)
+{
+	struct vm_config c;
+	char err[256];
+
+	ck_assert_int_eq(parse(&c, err, NULL), 0);
+	ck_assert_int_eq(c.debug_exit, DEBUG_EXIT_AUTO);
+	ck_assert(CONFIG_DEBUG_EXIT(&c));
+	ck_assert(debug_exit_present(&c));
+	ck_assert_int_eq(parse(&c, err, "--kernel", "k", NULL), 0);
+	ck_assert(!CONFIG_DEBUG_EXIT(&c));
+	ck_assert(!debug_exit_present(&c));
+	ck_assert_int_eq(parse(&c, err, "--kernel", "k", "--debug-exit", NULL), 0);
+	ck_assert_int_eq(c.debug_exit, DEBUG_EXIT_ON);
+	ck_assert(debug_exit_present(&c));
+	ck_assert_int_ne(parse(&c, err, "--debug-exit=1", NULL), 0);
+	c.kernel = NULL;
+	c.debug_exit = DEBUG_EXIT_OFF;
+	ck_assert(!debug_exit_present(&c));
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("args");
@@ -148,6 +206,7 @@ int main(void)
 	tcase_add_test(tc, test_sizes);
 	tcase_add_test(tc, test_good_run);
 	tcase_add_test(tc, test_defaults);
+	tcase_add_test(tc, test_debug_exit_opt_in);
 	tcase_add_test(tc, test_bad_flags);
 	tcase_add_test(tc, test_config_lookup);
 	tcase_add_test(tc, test_virtio_flags);

@@ -60,7 +60,8 @@ START_TEST(test_full_config)
 		"  \"cpu_model\": \"baseline\",\n"
 		"  \"api_sock\": \"/run/ember/vm.sock\",\n"
 		"  \"shutdown_timeout\": 45,\n"
-		"  \"hugepages\": true\n"
+		"  \"hugepages\": true,\n"
+		"  \"debug_exit\": true\n"
 		"}\n";
 
 	ck_assert_msg(parse(text) == 0, "%s", err);
@@ -82,6 +83,7 @@ START_TEST(test_full_config)
 	ck_assert_str_eq(cfg.api_sock, "/run/ember/vm.sock");
 	ck_assert_uint_eq(cfg.shutdown_timeout_s, 45);
 	ck_assert(cfg.hugepages);
+	ck_assert_int_eq(cfg.debug_exit, DEBUG_EXIT_ON);
 	ck_assert_int_eq(cfg.api_sock_fd, -1);
 }
 END_TEST
@@ -192,6 +194,9 @@ START_TEST(test_errors)
 	expect_fail("{\"on_reboot\": \"halt\"}", "on_reboot: expected \"restart\" or \"exit\"");
 	expect_fail("{\"cpu_model\": 1}", "cpu_model: expected string");
 	expect_fail("{\"hugepages\": \"yes\"}", "hugepages: expected boolean");
+	expect_fail("{\"debug_exit\": 1}", "debug_exit: expected boolean");
+	ck_assert_int_eq(parse("{\"debug_exit\": false}"), 0);
+	ck_assert_int_eq(cfg.debug_exit, DEBUG_EXIT_OFF);
 
 	expect_fail("{\"disks\": {}}", "disks: expected array");
 	expect_fail("{\"disks\": [1]}", "disks[0]: expected object");
