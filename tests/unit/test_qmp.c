@@ -776,6 +776,30 @@ START_TEST(test_oversized_message)
 }
 END_TEST
 
+/* A client dropped in the middle of a read (its reply backlog overflowed):
+ * the commands after that point in the same read never run. */
+static void close_on_send(void *opaque, json_t *msg)
+{
+	(void)opaque;
+	(void)msg;
+	qmp_session_close(sess);
+}
+
+START_TEST(test_closed_session_runs_nothing)
+{
+	static const char two[] = "{\"execute\": \"system_reset\"}\n{\"execute\": \"quit\"}\n";
+
+	json_decref(cmd1("{\"execute\": \"qmp_capabilities\"}"));
+	qmp_session_feed(sess, two, sizeof(two) - 1, close_on_send, NULL);
+	ck_assert_int_eq(sf.resets, 1);
+	ck_assert_int_eq(sf.quits, 0);
+	qmp_session_feed(sess, two, sizeof(two) - 1, cap_send, &cap);
+	ck_assert_int_eq(sf.resets, 1);
+	ck_assert_int_eq(sf.quits, 0);
+	ck_assert_uint_eq(json_array_size(cap.replies), 0);
+}
+END_TEST
+
 START_TEST(test_event_new)
 {
 	json_t *ev = qmp_event_new("X", NULL);
@@ -1850,6 +1874,7 @@ static Suite *qmp_suite(void)
 	tcase_add_test(tc, test_malformed_after_negotiation);
 	tcase_add_test(tc, test_framing);
 	tcase_add_test(tc, test_oversized_message);
+	tcase_add_test(tc, test_closed_session_runs_nothing);
 	tcase_add_test(tc, test_event_new);
 	tcase_add_test(tc, test_ctl_args);
 	suite_add_tcase(s, tc);

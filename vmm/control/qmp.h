@@ -19,8 +19,8 @@
 
 struct evloop;
 
-#define QMP_MAX_MESSAGE  (10u << 20)	/* one input message, bytes */
-#define QMP_MAX_BACKLOG  (16u << 20)	/* unsent output per client before it is dropped */
+#define QMP_MAX_MESSAGE  (1u << 20)	/* one input message, bytes; rejected while read */
+#define QMP_MAX_BACKLOG  (4u << 20)	/* unsent output per client before it is dropped */
 #define QMP_MAX_CLIENTS  128
 #define QMP_MAX_NESTING  1024
 #define QMP_MAX_EVENTS   4096		/* queued, not yet delivered events */
@@ -107,6 +107,9 @@ struct qmp_session *qmp_session_create(const struct qmp_backend_ops *ops, void *
 				       qmp_event_fn event, void *event_opaque);
 void qmp_session_destroy(struct qmp_session *s);
 bool qmp_session_negotiated(const struct qmp_session *s);
+/* The client is gone (dropped for its backlog, say): input already read
+ * but not yet executed is discarded, now and in any later feed. */
+void qmp_session_close(struct qmp_session *s);
 
 /* Framing + dispatch: feed raw bytes as they arrive (objects may be split
  * across calls or several may share one call, with or without newlines).

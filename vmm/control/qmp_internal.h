@@ -32,6 +32,7 @@ struct qmp_session {
 	qmp_event_fn event;
 	void *event_opaque;
 	bool negotiated;
+	bool closed;		/* the client was dropped: run nothing more */
 	struct qmp_lexer lx;
 };
 

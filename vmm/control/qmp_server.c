@@ -83,6 +83,7 @@ static void client_kill(struct qmp_client *c, const char *why)
 	if (why && ratelimit_allow(&qmp_rl))
 		log_warn("qmp: dropping client fd %d: %s", c->fd, why);
 	c->dead = true;
+	qmp_session_close(c->session);	/* the rest of its input is not run */
 	shutdown(c->fd, SHUT_RDWR);
 	free(c->out);
 	c->out = NULL;

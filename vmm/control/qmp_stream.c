@@ -40,6 +40,11 @@ bool qmp_session_negotiated(const struct qmp_session *s)
 	return s->negotiated;
 }
 
+void qmp_session_close(struct qmp_session *s)
+{
+	s->closed = true;
+}
+
 void qmp_lexer_reset(struct qmp_lexer *lx)
 {
 	lx->in_msg = false;
@@ -130,7 +135,7 @@ static void complete(struct feed_ctx *fc)
 	struct qmp_lexer *lx = &fc->s->lx;
 
 	lx->state = LX_NORMAL;
-	if (!lx->discard && lx->len)
+	if (!lx->discard && lx->len && !fc->s->closed)
 		send_reply(fc, qmp_handle_message(fc->s, lx->buf, lx->len));
 	qmp_lexer_reset(lx);
 }
@@ -294,7 +299,7 @@ void qmp_session_feed(struct qmp_session *s, const void *buf, size_t len,
 	const unsigned char *p = buf;
 	size_t i = 0;
 
-	while (i < len) {
+	while (i < len && !s->closed) {
 		if (lex_byte(&fc, p[i]))
 			i++;
 	}
