@@ -72,7 +72,7 @@ rm -f "${TMPDIR:-/tmp}/ember-make-guest.$$.log"
 KERNEL=$OUTD/vmlinuz
 INITRD=$OUTD/initramfs.cpio.gz
 
-WORK=$(mktemp -d /tmp/ember-bench-linux.XXXXXX)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/ember-bench-linux.XXXXXX")
 if [ -n "${KEEP_WORK:-}" ]; then
 	echo "bench/linux-boot: logs kept in $WORK"
 else

@@ -18,7 +18,7 @@ QEMU=${QEMU:-$(command -v qemu-system-x86_64 || true)}
 for f in "$EMBER" "$BENCH" "$GUEST"; do
 	[ -x "$f" ] || [ -f "$f" ] || { echo "bench/qmp: missing $f (build $BUILD first)"; exit 2; }
 done
-W=$(mktemp -d /tmp/ember-qmpbench.XXXXXX)
+W=$(mktemp -d "${TMPDIR:-/tmp}/ember-qmpbench.XXXXXX")
 PIDS=()
 # SIGINT: both VMMs quit at once (Ember's SIGTERM would wait for the guest).
 cleanup() { for p in "${PIDS[@]}"; do kill -INT "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }

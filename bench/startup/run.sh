@@ -235,7 +235,7 @@ RUNNER=$HELPER_DIR/bench-run
 SHIM=$HELPER_DIR/kvmrun-shim.so
 READ=$HELPER_DIR/kvmrun-read
 
-WORK=$(mktemp -d /tmp/ember-bench-startup.XXXXXX)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/ember-bench-startup.XXXXXX")
 [ -n "${KEEP_WORK:-}" ] && echo "bench/startup: raw results kept in $WORK"
 
 # The shim's counters file: on tmpfs if there is one.

@@ -15,7 +15,7 @@ fi
 TEST_ACPI="$EMBER_BUILD_DIR/tests/test_acpi"
 [ -x "$TEST_ACPI" ] || { echo "FAIL: $TEST_ACPI not built" >&2; exit 1; }
 
-TMPD=$(mktemp -d /tmp/ember-acpi.XXXXXX)
+TMPD=$(mktemp -d "${TMPDIR:-/tmp}/ember-acpi.XXXXXX")
 trap 'rm -rf "$TMPD"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
