@@ -12,6 +12,7 @@
 
 #include "vmm/cpuid.h"
 
+#include <cpuid.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -239,4 +240,91 @@ int cpuid_build(const struct kvm_cpuid2 *supported, enum cpu_model model,
 	}
 	*out = c;
 	return 0;
+}
+
+static struct kvm_cpuid_entry2 *entry_of(struct kvm_cpuid2 *c, uint32_t fn, uint32_t idx)
+{
+	for (unsigned i = 0; i < c->nent; i++)
+		if (c->entries[i].function == fn && c->entries[i].index == idx)
+			return &c->entries[i];
+	return NULL;
+}
+
+void cpuid_host_info_read(struct cpuid_host_info *h, bool tsc_deadline)
+{
+	unsigned a, b, c, d;
+
+	memset(h, 0, sizeof(*h));
+	h->tsc_deadline = tsc_deadline;
+	if (!__get_cpuid(0x80000000, &a, &b, &c, &d) || a < 0x80000004)
+		return;
+	for (unsigned i = 0; i < 3; i++) {
+		__cpuid(0x80000002 + i, a, b, c, d);
+		memcpy(h->brand + 16 * i, &a, 4);
+		memcpy(h->brand + 16 * i + 4, &b, 4);
+		memcpy(h->brand + 16 * i + 8, &c, 4);
+		memcpy(h->brand + 16 * i + 12, &d, 4);
+	}
+}
+
+/* Leaf 0xD subleaf 0: EBX and ECX are the XSAVE area size for the enabled
+ * and for all supported components. Make both agree with the subleaves'
+ * offsets and sizes, so a guest's own size check (Linux's "XSAVE
+ * consistency problem") holds. KVM rewrites EBX for the guest's XCR0. */
+static void fix_xsave_leaf(struct kvm_cpuid2 *c)
+{
+	struct kvm_cpuid_entry2 *l0 = entry_of(c, 0xD, 0);
+	uint64_t mask;
+	uint32_t size = 576;	/* legacy area + header */
+
+	if (!l0)
+		return;
+	mask = l0->eax | (uint64_t)l0->edx << 32;
+	for (unsigned i = 2; i < 63; i++) {
+		const struct kvm_cpuid_entry2 *e;
+
+		if (!(mask & (1ULL << i)))
+			continue;
+		e = entry_of(c, 0xD, i);
+		if (!e || e->eax == 0) {
+			mask &= ~(1ULL << i);	/* no layout: not usable */
+			continue;
+		}
+		if (e->ebx + e->eax > size && e->ebx + e->eax > e->ebx)
+			size = e->ebx + e->eax;
+	}
+	l0->eax = (uint32_t)mask;
+	l0->edx = (uint32_t)(mask >> 32);
+	l0->ebx = size;
+	l0->ecx = size;
+}
+
+void cpuid_apply_host_info(struct kvm_cpuid2 *c, const struct cpuid_host_info *h)
+{
+	struct kvm_cpuid_entry2 *e;
+	bool empty = true;
+	static const char fallback[48] = "Ember Virtual CPU";
+	const char *brand;
+
+	if ((e = entry_of(c, 1, 0)) && h->tsc_deadline)
+		e->ecx |= BIT(24);
+	fix_xsave_leaf(c);
+
+	/* Brand string: KVM's table leaves it to the VMM. */
+	for (unsigned i = 0; i < 3; i++) {
+		e = entry_of(c, 0x80000002 + i, 0);
+		if (!e)
+			return;		/* no brand leaves at all */
+		empty &= !(e->eax | e->ebx | e->ecx | e->edx);
+	}
+	if (!empty)
+		return;
+	brand = h->brand[0] ? h->brand : fallback;
+	for (unsigned i = 0; i < 3; i++) {
+		e = entry_of(c, 0x80000002 + i, 0);
+		memcpy(&e->eax, brand + 16 * i, 4);
+		memcpy(&e->ebx, brand + 16 * i + 4, 4);
+		memcpy(&e->ecx, brand + 16 * i + 8, 4);
+		memcpy(&e->edx, brand + 16 * i + 12, 4);
+	}
 }

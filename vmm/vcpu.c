@@ -157,8 +157,13 @@ int vcpu_create(struct vm *vm, unsigned index, struct vcpu **out)
 		goto err_vcpu;
 	}
 	ret = cpuid_build(supported, vm->cfg->cpu_model, index, vm->nr_vcpus, &cpuid);
-	if (!ret)
+	if (!ret) {
+		struct cpuid_host_info host;
+
+		cpuid_host_info_read(&host, kvm_check_extension(vm->kvm, KVM_CAP_TSC_DEADLINE_TIMER) > 0);
+		cpuid_apply_host_info(cpuid, &host);
 		ret = kvm_set_cpuid2(&vcpu->kfd, cpuid);
+	}
 	free(cpuid);
 	if (ret) {
 		log_err("vcpu%u: cannot set CPUID: %s", index, strerror(-ret));

@@ -303,6 +303,109 @@ START_TEST(test_supported_untouched)
 }
 END_TEST
 
+/* The nested L1's table: XSAVE with x87|SSE|YMM, sizes that must agree,
+ * and empty brand leaves (KVM leaves them to the VMM). */
+static struct kvm_cpuid2 *l1_table(void)
+{
+	static const struct leaf t[] = {
+		{ 0, 0, 0, 0xD, 0x68747541, 0x444d4163, 0x69746e65 },	/* AuthenticAMD */
+		{ 1, 0, 0, 0x00800f12, 0x00020800, 0x76f83203, 0x078bfbfd },
+		{ 0xD, 0, SIG, 7, 576, 576, 0 },		/* sizes for x87|SSE only: wrong */
+		{ 0xD, 1, SIG, 5, 0, 0, 0 },
+		{ 0xD, 2, SIG, 256, 576, 0, 0 },		/* YMM: 256 bytes at 576 */
+		{ 0xD, 9, SIG, 0, 0, 0, 0 },			/* not in the mask */
+		{ 0x80000000, 0, 0, 0x80000021, 0, 0, 0 },
+		{ 0x80000002, 0, 0, 0, 0, 0, 0 },
+		{ 0x80000003, 0, 0, 0, 0, 0, 0 },
+		{ 0x80000004, 0, 0, 0, 0, 0, 0 },
+	};
+	size_t n = sizeof(t) / sizeof(t[0]);
+	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + n * sizeof(c->entries[0]));
+
+	for (size_t i = 0; i < n; i++)
+		c->entries[i] = (struct kvm_cpuid_entry2){
+			.function = t[i].fn, .index = t[i].idx, .flags = t[i].flags,
+			.eax = t[i].eax, .ebx = t[i].ebx, .ecx = t[i].ecx, .edx = t[i].edx,
+		};
+	c->nent = (uint32_t)n;
+	return c;
+}
+
+static void brand_of(const struct kvm_cpuid2 *c, char out[49])
+{
+	for (unsigned i = 0; i < 3; i++) {
+		const struct kvm_cpuid_entry2 *e = must(c, 0x80000002 + i, 0);
+
+		memcpy(out + 16 * i, &e->eax, 4);
+		memcpy(out + 16 * i + 4, &e->ebx, 4);
+		memcpy(out + 16 * i + 8, &e->ecx, 4);
+		memcpy(out + 16 * i + 12, &e->edx, 4);
+	}
+	out[48] = 0;
+}
+
+START_TEST(test_host_info_brand_and_xsave)
+{
+	struct kvm_cpuid2 *sup = l1_table(), *c = build(sup, CPU_MODEL_HOST, 0, 2);
+	struct cpuid_host_info h = { .tsc_deadline = true };
+	char brand[49];
+
+	strcpy(h.brand, "AMD EPYC Processor");
+	cpuid_apply_host_info(c, &h);
+	brand_of(c, brand);
+	ck_assert_str_eq(brand, "AMD EPYC Processor");
+	/* 0xD.0: both sizes cover YMM (576 + 256), as Linux recomputes them. */
+	ck_assert_uint_eq(must(c, 0xD, 0)->ebx, 832);
+	ck_assert_uint_eq(must(c, 0xD, 0)->ecx, 832);
+	ck_assert_uint_eq(must(c, 0xD, 0)->eax, 7);
+	ck_assert(must(c, 1, 0)->ecx & (1u << 24));	/* TSC deadline */
+	free(c);
+	free(sup);
+}
+END_TEST
+
+START_TEST(test_host_info_fallbacks)
+{
+	struct kvm_cpuid2 *sup = l1_table(), *c;
+	struct cpuid_host_info h = { 0 };
+	char brand[49];
+
+	/* A component without a layout subleaf leaves the mask. */
+	for (unsigned i = 0; i < sup->nent; i++)
+		if (sup->entries[i].function == 0xD && sup->entries[i].index == 0)
+			sup->entries[i].eax |= 1u << 9;
+	c = build(sup, CPU_MODEL_HOST, 0, 1);
+	cpuid_apply_host_info(c, &h);
+	brand_of(c, brand);
+	ck_assert_str_eq(brand, "Ember Virtual CPU");
+	ck_assert_uint_eq(must(c, 0xD, 0)->eax, 7);
+	ck_assert(!(must(c, 1, 0)->ecx & (1u << 24)));
+	free(c);
+	/* A brand already there is kept. */
+	for (unsigned i = 0; i < sup->nent; i++)
+		if (sup->entries[i].function == 0x80000002)
+			memcpy(&sup->entries[i].eax, "KVMx", 4);
+	c = build(sup, CPU_MODEL_BASELINE, 0, 1);
+	strcpy(h.brand, "Other");
+	cpuid_apply_host_info(c, &h);
+	brand_of(c, brand);
+	ck_assert_mem_eq(brand, "KVMx", 4);
+	ck_assert_ptr_null(find(c, 0xD, 0));	/* baseline: no XSAVE leaf */
+	free(c);
+	free(sup);
+}
+END_TEST
+
+START_TEST(test_host_info_read)
+{
+	struct cpuid_host_info h;
+
+	cpuid_host_info_read(&h, true);
+	ck_assert(h.tsc_deadline);
+	ck_assert_uint_lt(strnlen(h.brand, sizeof(h.brand)), sizeof(h.brand) + 1);
+}
+END_TEST
+
 static Suite *cpuid_suite(void)
 {
 	Suite *s = suite_create("cpuid");
@@ -314,6 +417,9 @@ static Suite *cpuid_suite(void)
 	tcase_add_test(tc, test_no_topology_leaves);
 	tcase_add_test(tc, test_bad_args);
 	tcase_add_test(tc, test_supported_untouched);
+	tcase_add_test(tc, test_host_info_brand_and_xsave);
+	tcase_add_test(tc, test_host_info_fallbacks);
+	tcase_add_test(tc, test_host_info_read);
 	suite_add_tcase(s, tc);
 	return s;
 }
