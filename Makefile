@@ -4,7 +4,7 @@ BUILD ?= build
 CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build demo test test-asan test-clang fuzz bench clean
+.PHONY: all deps build demo test test-nested test-asan test-clang fuzz bench clean
 
 all: build
 
@@ -17,17 +17,28 @@ $(BUILD)/CMakeCache.txt:
 build: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j$(JOBS)
 
+# Where /dev/kvm is missing (or is kvm-pvm), the demo boots inside the
+# nested-KVM harness, and so do the integration tests.
 demo: deps build
-	./$(BUILD)/ember run
+	@if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then ./$(BUILD)/ember run; else \
+	  echo "demo: no /dev/kvm on this machine; booting the demo VM inside the nested-KVM harness (scripts/nested-kvm.sh)"; \
+	  EMBER_NESTED_QUIET=1 ./scripts/nested-kvm.sh --timeout 300 ./$(BUILD)/ember run; fi
 
+# Unit tests here; every integration test (freestanding guests and the
+# Linux-guest suite) directly on VMX/SVM KVM or in the nested-KVM harness.
 test: deps build
-	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+	cd $(BUILD) && ctest -L unit --output-on-failure -j$(JOBS)
+	./scripts/integration.sh $(BUILD)
+
+test-nested: deps build
+	./scripts/integration.sh $(BUILD) --nested
 
 # Unit and integration tests under AddressSanitizer + UBSan.
 test-asan: deps
 	cmake -S . -B build-asan -DEMBER_SANITIZE=ON
 	cmake --build build-asan -j$(JOBS)
-	cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j$(JOBS) -LE slow
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j$(JOBS) -L unit
+	ASAN_OPTIONS=detect_leaks=1 ./scripts/integration.sh build-asan -LE "slow|linux"
 
 # The same build under clang, warnings as errors.
 test-clang: deps

@@ -111,8 +111,11 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 say() { echo "nested-l1: $*" >/dev/ttyS0; }
 finish() { echo "EMBER-NESTED-STATUS $1" >/dev/ttyS0; sync; poweroff -f; sleep 10; }
+KVM_AMD_PARAMS=$(sed -n 's/.*ember\.kvm_amd=\([^ ]*\).*/\1/p' /proc/cmdline | tr , ' ')
 for m in $(cat /modules.order); do
-	insmod "/lib/modules/$m.ko" 2>/dev/ttyS0 || say "insmod $m failed"
+	p=
+	[ "$m" = kvm-amd ] && p=$KVM_AMD_PARAMS
+	insmod "/lib/modules/$m.ko" $p 2>/dev/ttyS0 || say "insmod $m failed"
 done
 [ -c /dev/kvm ] || { say "no /dev/kvm after loading kvm-amd"; dmesg | tail -20 >/dev/ttyS0; finish 125; }
 mkdir -p /host
@@ -198,10 +201,10 @@ FS_MODEL=passthrough
 [ "$(id -u)" = 0 ] || FS_MODEL=none
 note "running in a nested-KVM L1 (QEMU TCG, SVM+NPT, $NCPU vCPUs, $MEMORY, kernel $KVER, timeout ${TIMEOUT}s): $*"
 start=$(date +%s)
-"$QEMU" -M q35 -accel tcg,thread=multi -cpu EPYC,+svm,+npt -smp "$NCPU" -m "$MEMORY" \
+"$QEMU" -M q35 -accel "tcg,thread=${EMBER_NESTED_TCG_THREAD:-multi}" -cpu EPYC,+svm,+npt -smp "$NCPU" -m "$MEMORY" \
 	-nodefaults -display none -monitor none -no-reboot \
 	-kernel "$VMLINUZ" -initrd "$INITRD" \
-	-append "console=ttyS0 quiet loglevel=4 panic=-1 oops=panic 8250.nr_uarts=4 ember.run=$RUN" \
+	-append "console=ttyS0 quiet loglevel=${EMBER_NESTED_LOGLEVEL:-4} panic=-1 oops=panic 8250.nr_uarts=4 ember.run=$RUN ember.kvm_amd=${EMBER_NESTED_KVM_AMD-vgif=0,vls=0}" \
 	-serial "file:$RUN/console.log" -chardev stdio,id=out,signal=off -serial chardev:out \
 	-virtfs "local,path=/,mount_tag=hostroot,security_model=$FS_MODEL,multidevs=remap" \
 	</dev/null 2>"$RUN/qemu.err" &
@@ -214,6 +217,12 @@ while kill -0 "$QPID" 2>/dev/null; do
 		echo "nested-kvm: timeout: the command did not finish within ${TIMEOUT}s; killing the L1" >&2
 		tail -n 20 "$RUN/console.log" >&2 2>/dev/null || true
 		exit 124
+	fi
+	# A soft lockup in the L1 does not recover: report it now, not at the deadline.
+	if grep -q "soft lockup - CPU" "$RUN/console.log" 2>/dev/null; then
+		echo "nested-kvm: the L1 kernel reports a soft lockup (an emulator problem, not the command's); killing the L1" >&2
+		grep -m3 "soft lockup" "$RUN/console.log" >&2 || true
+		exit 125
 	fi
 	sleep 0.5
 done

@@ -564,6 +564,7 @@ static void vm_on_signal(void *opaque, uint32_t events)
 		}
 		vm_emit_event(sc->vm, "SHUTDOWN",
 			      json_pack("{s:b, s:s}", "guest", 0, "reason", "host-signal"));
+		vm_arm_exit_deadline(0);
 		vm_request_quit(sc->vm, si.ssi_signo == SIGINT ? "SIGINT" : "SIGHUP");
 	}
 }

@@ -2,6 +2,11 @@
  * events the machine raises, systemd notifications and graceful shutdown. */
 #include <errno.h>
 #include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <time.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -217,6 +222,54 @@ static void on_shutdown_timeout(void *opaque, uint32_t events)
 	vm_request_quit(vm, "shutdown timeout");
 }
 
+/* The last resort of a shutdown the host asked for: whatever the guest or a
+ * device is doing (a stuck main loop, a backend that never completes), the
+ * process ends this many seconds after the deadline thread starts. Data
+ * already written is in the host's page cache and survives _exit. */
+#define EXIT_DEADLINE_GRACE_S	3
+#define EXIT_STATUS_STUCK	4
+
+static atomic_bool exit_deadline_armed;
+
+static void *exit_deadline_thread(void *arg)
+{
+	struct timespec ts = { .tv_sec = (time_t)(uintptr_t)arg };
+	char msg[128];
+	int n;
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+	n = snprintf(msg, sizeof(msg), "ember: shutdown did not finish within %lu s; exiting now\n",
+		     (unsigned long)(uintptr_t)arg);
+	if (n > 0 && write(STDERR_FILENO, msg, (size_t)n) < 0)
+		n = 0;
+	_exit(EXIT_STATUS_STUCK);
+	return NULL;
+}
+
+void vm_arm_exit_deadline(unsigned seconds)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	sigset_t all, old;
+
+	if (atomic_exchange(&exit_deadline_armed, true))
+		return;
+	/* No signal may interrupt it; it must not delay anything either. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 64 * 1024);
+	if (pthread_create(&t, &attr, exit_deadline_thread,
+			   (void *)(uintptr_t)(seconds + EXIT_DEADLINE_GRACE_S)))
+		log_warn("cannot start the exit deadline thread");
+	else
+		pthread_setname_np(t, "exit-deadline");
+	pthread_attr_destroy(&attr);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
 void vm_graceful_shutdown(struct vm *vm, const char *cause)
 {
 	struct itimerspec its = { .it_value.tv_sec = vm->cfg->shutdown_timeout_s };
@@ -228,6 +281,7 @@ void vm_graceful_shutdown(struct vm *vm, const char *cause)
 	}
 	log_info("%s: pressing the ACPI power button (timeout %u s)", cause,
 		 vm->cfg->shutdown_timeout_s);
+	vm_arm_exit_deadline(vm->cfg->shutdown_timeout_s);
 	notify_stopping();
 	if (vm->cfg->shutdown_timeout_s == 0 || vm->state != VM_STATE_RUNNING) {
 		vm_request_quit(vm, cause);

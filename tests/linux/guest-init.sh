@@ -1,0 +1,193 @@
+#!/bin/busybox sh
+# /init of the Linux-guest suite's initramfs (tests/linux/build-guest.sh).
+# Runs the checks named by ember.test= on the kernel command line with the
+# kernel's own drivers and prints machine-readable lines on the console:
+#   EMBER-USERSPACE <test> <uptime>     reached user space
+#   EMBER-INFO <key>=<value>            facts for the host side to compare
+#   EMBER-CHECK <name> ok|FAIL <why>    one check
+#   EMBER-READY <what>                  waiting for the host (QMP tests)
+#   EMBER-DONE <test> failures=<n>      all checks ran
+# then powers off (or reboots, or panics, as the test asks).
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /tmp /mnt && mount -t tmpfs tmpfs /tmp
+for m in $(cat /etc/modules); do
+	insmod "/lib/modules/$m" 2>/dev/null || echo "EMBER-INFO insmod_failed=$m"
+done
+
+arg() { sed -n "s/.*ember\.$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
+T=$(arg test)
+NFAIL=0
+ok() { echo "EMBER-CHECK $1 ok"; }
+bad() { echo "EMBER-CHECK $1 FAIL $2"; NFAIL=$((NFAIL + 1)); }
+# check NAME CMD...: ok when CMD succeeds; its last output is the reason otherwise.
+check() {
+	local name=$1 out
+	shift
+	if out=$("$@" 2>&1); then ok "$name"; else bad "$name" "$(echo "$out" | tail -n 2 | tr '\n' ' ' | cut -c1-200)"; fi
+}
+done_() { echo "EMBER-DONE $T failures=$NFAIL"; }
+off() { sync; poweroff -f; sleep 30; }
+
+echo "EMBER-USERSPACE $T $(cut -d' ' -f1 /proc/uptime)"
+
+# The same pattern the host makes: 31-byte lines, any length.
+pattern() { yes "ember-linux-suite-pattern-0123" | head -c "$1"; }
+blk_dev() { # serial -> vdX
+	local d
+	for d in /sys/block/vd*; do
+		[ "$(cat "$d/serial" 2>/dev/null)" = "$1" ] && { echo "${d##*/}"; return 0; }
+	done
+	return 1
+}
+flushes() { awk '{ print $16 }' "/sys/block/$1/stat"; }
+
+t_smp() {
+	local want model n
+	want=$(arg cpus)
+	n=$(grep -c '^processor' /proc/cpuinfo)
+	check cpuinfo_count test "$n" = "$want"
+	check cpus_online test "$(cat /sys/devices/system/cpu/online)" = "$([ "$want" = 1 ] && echo 0 || echo "0-$((want - 1))")"
+	model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
+	echo "EMBER-INFO model_name=$model"
+	echo "EMBER-INFO flags=$(sed -n 's/^flags[[:space:]]*: //p' /proc/cpuinfo | head -n1)"
+	# Every CPU must report the same model and flags.
+	check cpuinfo_uniform test "$(grep -E '^(model name|flags)' /proc/cpuinfo | sort -u | wc -l)" = 2
+	check no_xsave_warning sh -c '! dmesg | grep -i "XSAVE consistency"'
+	check no_kernel_warning sh -c '! dmesg | grep -E "WARNING: CPU:|Call Trace:|BUG: "'
+	check lapic_timer_works sh -c 'a=$(grep -E "^ *LOC:" /proc/interrupts); sleep 1; [ "$a" != "$(grep -E "^ *LOC:" /proc/interrupts)" ]'
+	done_
+	off
+}
+
+t_blk() {
+	local d ro fs before after
+	d=$(blk_dev EMBER-DATA) || bad find_data_disk "no disk with serial EMBER-DATA"
+	ro=$(blk_dev EMBER-RO) || bad find_ro_disk "no disk with serial EMBER-RO"
+	fs=$(blk_dev EMBER-FS) || bad find_fs_disk "no disk with serial EMBER-FS"
+	[ -n "$d" ] && [ -n "$ro" ] && [ -n "$fs" ] && ok serials
+	echo "EMBER-INFO data_size_sectors=$(cat /sys/block/$d/size)"
+	# O_DIRECT pattern at 1 MiB; the host finds it in the image file.
+	pattern 4194304 >/tmp/pat
+	check odirect_write dd if=/tmp/pat of=/dev/$d bs=1M seek=1 count=4 oflag=direct
+	check odirect_read sh -c "dd if=/dev/$d bs=1M skip=1 count=4 iflag=direct 2>/dev/null | cmp - /tmp/pat"
+	# 4 KiB O_DIRECT random-ish writes and read-back.
+	check odirect_4k sh -c "for i in 3 17 250 999; do dd if=/tmp/pat of=/dev/$d bs=4096 seek=\$((2048 + i)) skip=\$i count=1 oflag=direct 2>/dev/null || exit 1; done;
+		for i in 3 17 250 999; do a=\$(dd if=/dev/$d bs=4096 skip=\$((2048 + i)) count=1 iflag=direct 2>/dev/null | sha256sum);
+		b=\$(dd if=/tmp/pat bs=4096 skip=\$i count=1 2>/dev/null | sha256sum); [ \"\$a\" = \"\$b\" ] || exit 1; done"
+	# FLUSH: negotiated (write back cache) and sent on sync.
+	check write_cache test "$(cat /sys/block/$d/queue/write_cache)" = "write back"
+	before=$(flushes "$d")
+	dd if=/tmp/pat of=/dev/$d bs=4096 seek=4096 count=1 conv=fsync 2>/dev/null
+	sync
+	after=$(flushes "$d")
+	check flush_sent test "$after" -gt "$before"
+	# Discard: the host sees a hole at 16 MiB..20 MiB.
+	check discard_write dd if=/tmp/pat of=/dev/$d bs=1M seek=16 count=4 oflag=direct
+	check discard_max test "$(cat /sys/block/$d/queue/discard_max_bytes)" -gt 0
+	check blkdiscard blkdiscard -o $((16 << 20)) -l $((4 << 20)) /dev/$d
+	# Past the end: the kernel refuses, nothing reaches the disk.
+	check write_past_end sh -c "! dd if=/tmp/pat of=/dev/$d bs=4096 seek=\$(( $(cat /sys/block/$d/size) / 8 )) count=1 oflag=direct"
+	# Read-only: flagged, writes refused, reads the host's pattern.
+	check ro_flag test "$(cat /sys/block/$ro/ro)" = 1
+	check ro_refuses_write sh -c "! dd if=/tmp/pat of=/dev/$ro bs=4096 count=1 oflag=direct"
+	check ro_reads sh -c "dd if=/dev/$ro bs=1M count=1 iflag=direct 2>/dev/null | cmp - /tmp/pat -n 1048576"
+	# A file system: mkfs, files, remount, compare; the host runs e2fsck.
+	check mkfs mke2fs -q -b 4096 /dev/$fs
+	check mount mount -t ext2 /dev/$fs /mnt
+	cp /tmp/pat /mnt/pat
+	mkdir -p /mnt/dir
+	for i in $(seq 1 50); do echo "file $i" >/mnt/dir/f$i; done
+	sha256sum /tmp/pat | cut -d' ' -f1 >/mnt/pat.sha256
+	check umount umount /mnt
+	check remount mount -t ext2 -o ro /dev/$fs /mnt
+	check fs_compare cmp /mnt/pat /tmp/pat
+	check fs_files test "$(cat /mnt/dir/f37)" = "file 37"
+	umount /mnt
+	# Interrupts: MSI-X vectors of the virtio devices, and they fired.
+	check msix sh -c 'grep -E "PCI-MSI.*virtio[0-9]+-(req|virtqueues)" /proc/interrupts'
+	check msix_fired sh -c 'grep -E "PCI-MSI.*virtio[0-9]+-(req|virtqueues)" /proc/interrupts | awk "{ s = 0; for (i = 2; i <= NF; i++) if (\$i ~ /^[0-9]+\$/) s += \$i; else break; t += s } END { exit !(t > 0) }"'
+	done_
+	off
+}
+
+t_devices() {
+	local r
+	check rng_current sh -c 'grep -q virtio /sys/class/misc/hw_random/rng_current'
+	check hwrng_64k test "$(dd if=/dev/hwrng bs=4096 count=16 2>/dev/null | wc -c)" = 65536
+	# Not constant: 64 KiB of random data does not compress.
+	check hwrng_random test "$(dd if=/dev/hwrng bs=4096 count=16 2>/dev/null | gzip -c | wc -c)" -gt 60000
+	check hvc0 test -c /dev/hvc0
+	echo "EMBER-HVC-FROM-GUEST" >/dev/hvc0
+	echo "EMBER-READY hvc-input"
+	r=$(timeout 60 head -n1 /dev/hvc0)
+	check hvc0_input test "$r" = "EMBER-HVC-FROM-HOST"
+	done_
+	off
+}
+
+t_reboot() {
+	# The data disk counts boots: the first boot reboots, the second powers off.
+	local d n
+	d=$(blk_dev EMBER-DATA)
+	n=$(dd if=/dev/$d bs=1 count=1 2>/dev/null | tr -dc 0-9)
+	echo "EMBER-INFO boot=${n:-0}"
+	if [ -z "$n" ]; then
+		printf 1 | dd of=/dev/$d bs=1 count=1 conv=fsync 2>/dev/null
+		sync
+		echo "EMBER-REBOOTING"
+		reboot -f
+		sleep 30
+	fi
+	done_
+	off
+}
+
+t_powerdown() {
+	mkdir -p /etc/acpi/PWRF
+	printf '#!/bin/sh\necho EMBER-ACPID-POWERDOWN >/dev/console\npoweroff\n' >/etc/acpi/PWRF/00000080
+	chmod 755 /etc/acpi/PWRF/00000080
+	check evdev sh -c 'ls /dev/input/event*'
+	acpid -d >/tmp/acpid.log 2>&1 &
+	sleep 1
+	done_
+	echo "EMBER-READY powerdown"
+	# busybox poweroff (from acpid) signals init: this shell then exits.
+	trap 'sync; poweroff -f' USR2 TERM
+	while true; do sleep 1; done
+}
+
+t_ticker() {
+	local i=0
+	done_
+	echo "EMBER-READY ticker"
+	while true; do
+		echo "EMBER-TICK $i"
+		i=$((i + 1))
+		sleep 0.2
+	done
+}
+
+t_panic() {
+	check pvpanic sh -c 'ls /sys/bus/platform/drivers/pvpanic-mmio/ | grep -q QEMU0001'
+	done_
+	echo "EMBER-READY panic"
+	sleep 1
+	echo c >/proc/sysrq-trigger
+	sleep 30
+}
+
+case $T in
+smp) t_smp ;;
+blk) t_blk ;;
+devices) t_devices ;;
+reboot) t_reboot ;;
+powerdown) t_powerdown ;;
+ticker) t_ticker ;;
+panic) t_panic ;;
+*) echo "EMBER-CHECK known_test FAIL no test named '$T'"; NFAIL=1; done_; off ;;
+esac
+off

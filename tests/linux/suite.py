@@ -1,0 +1,415 @@
+#!/usr/bin/env python3
+"""The Linux-guest suite: boots Debian's cloud kernel with the suite's
+initramfs (tests/linux/build-guest.sh) under Ember and checks what Linux's own
+drivers saw (guest side: tests/linux/guest-init.sh prints EMBER-CHECK lines)
+and what reached the host (image files, sockets, exit status, QMP events).
+
+Usage: suite.py TEST     (suite.py --list prints the tests)
+Environment: EMBER (the binary), EMBER_SOURCE_DIR, EMBER_LINUX_OUT (the guest
+build directory), EMBER_LINUX_BOOT_TIMEOUT (seconds per boot, default 300),
+EMBER_LINUX_KEEP=DIR (copy logs there).
+Exit status 0 on success, 1 with the logs and a FAIL line otherwise."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.environ.get("EMBER_SOURCE_DIR", os.path.dirname(os.path.dirname(HERE)))
+sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
+from qmp_client import QMP  # noqa: E402
+
+OUT = os.environ.get("EMBER_LINUX_OUT", os.path.join(SRC, "examples", "linux", "out"))
+KERNEL = os.path.join(OUT, "vmlinuz")
+INITRD = os.path.join(OUT, "initramfs-suite.cpio.gz")
+BOOT_TIMEOUT = float(os.environ.get("EMBER_LINUX_BOOT_TIMEOUT", "300"))
+PATTERN_LINE = b"ember-linux-suite-pattern-0123\n"
+
+
+def pattern(n):
+    return (PATTERN_LINE * (n // len(PATTERN_LINE) + 1))[:n]
+
+
+class Failure(Exception):
+    pass
+
+
+class Guest:
+    """One Ember process running the suite's kernel and initramfs."""
+
+    def __init__(self, tmpd, test, cpus=2, model="baseline", memory="512M",
+                 extra=(), api=False, on_reboot="exit", stdin=False, cmdline=""):
+        self.tmpd = tmpd
+        self.serial = os.path.join(tmpd, "serial.log")
+        self.logpath = os.path.join(tmpd, "ember.log")
+        self.sock = os.path.join(tmpd, "qmp.sock") if api else None
+        cmd = ["console=ttyS0", "quiet", "panic=-1", "ember.test=" + test,
+               "ember.cpus=%d" % cpus]
+        if cmdline:
+            cmd.append(cmdline)
+        self.argv = [os.environ["EMBER"], "run", "--kernel", KERNEL, "--initrd", INITRD,
+                     "--cmdline", " ".join(cmd), "--cpus", str(cpus), "--memory", memory,
+                     "--cpu-model", model, "--console", "file:" + self.serial,
+                     "--on-reboot", on_reboot] + list(extra)
+        if self.sock:
+            self.argv += ["--api-sock", self.sock]
+        self.log = open(self.logpath, "w")
+        self.t0 = time.time()
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                                     stdout=self.log if not stdin else subprocess.PIPE,
+                                     stderr=self.log)
+        self.qmp = None
+
+    def text(self):
+        try:
+            with open(self.serial, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def wait_for(self, regex, timeout=None, what=None):
+        """Waits for a serial line matching regex; returns the match."""
+        end = time.time() + (timeout or BOOT_TIMEOUT)
+        r = re.compile(regex, re.M)
+        while True:
+            m = r.search(self.text())
+            if m:
+                return m
+            if self.proc.poll() is not None:
+                m = r.search(self.text())
+                if m:
+                    return m
+                raise Failure("ember exited with %d before %s" % (self.proc.returncode, what or regex))
+            if time.time() > end:
+                raise Failure("no %s within %.0f s" % (what or regex, timeout or BOOT_TIMEOUT))
+            time.sleep(0.05)
+
+    def connect(self):
+        end = time.time() + 15
+        while not os.path.exists(self.sock):
+            if self.proc.poll() is not None:
+                raise Failure("ember exited with %d before creating its socket" % self.proc.returncode)
+            if time.time() > end:
+                raise Failure("the control socket never appeared")
+            time.sleep(0.02)
+
+        def qfail(msg):
+            raise Failure("QMP: " + msg)
+        self.qmp = QMP(self.sock, qfail, timeout=30)
+        return self.qmp
+
+    def wait_exit(self, timeout=None):
+        try:
+            return self.proc.wait(timeout=timeout or BOOT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise Failure("ember did not exit within %.0f s" % (timeout or BOOT_TIMEOUT))
+
+    def checks(self, expect_done=True):
+        """Guest-side results: fails on any FAIL line or a missing EMBER-DONE."""
+        t = self.text()
+        bad = re.findall(r"^EMBER-CHECK (\S+) FAIL ?(.*)$", t, re.M)
+        if bad:
+            raise Failure("guest checks failed: " + "; ".join("%s (%s)" % b for b in bad))
+        oks = re.findall(r"^EMBER-CHECK (\S+) ok", t, re.M)
+        if expect_done and not re.search(r"^EMBER-DONE \S+ failures=0", t, re.M):
+            raise Failure("the guest never finished its checks (EMBER-DONE missing)")
+        return oks
+
+    def info(self, key):
+        m = re.findall(r"^EMBER-INFO %s=(.*)$" % re.escape(key), self.text(), re.M)
+        return m[-1].strip() if m else None
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+    def dump(self):
+        sys.stderr.write("---- ember: %s\n" % " ".join(self.argv))
+        try:
+            sys.stderr.write(open(self.logpath, errors="replace").read()[-4000:])
+        except OSError:
+            pass
+        t = self.text().splitlines()
+        sys.stderr.write("---- serial log (last 60 of %d lines)\n" % len(t))
+        sys.stderr.write("\n".join(t[-60:]) + "\n")
+
+
+def need(cond, msg):
+    if not cond:
+        raise Failure(msg)
+
+
+def expect_checks(oks, names):
+    missing = [n for n in names if n not in oks]
+    need(not missing, "guest checks missing: %s" % " ".join(missing))
+
+
+def host_cpu_model():
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return ""
+
+
+def host_flags():
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    return set()
+
+
+# ---- the tests ---------------------------------------------------------------------------
+
+def smp(tmpd, cpus, model):
+    g = Guest(tmpd, "smp", cpus=cpus, model=model)
+    yield g
+    rc = g.wait_exit()
+    oks = g.checks()
+    expect_checks(oks, ["cpuinfo_count", "cpus_online", "cpuinfo_uniform",
+                        "no_xsave_warning", "no_kernel_warning", "lapic_timer_works"])
+    need(rc == 0, "poweroff: ember exited with %d, not 0" % rc)
+    name = g.info("model_name") or ""
+    flags = set((g.info("flags") or "").split())
+    need(name, "the guest's CPU has no model name (CPUID 0x80000002-4 empty)")
+    if model == "host":
+        need(name == host_cpu_model(),
+             "host model: the guest sees '%s', the host is '%s'" % (name, host_cpu_model()))
+        for f in ("xsave", "avx", "avx2", "cx16"):
+            if f in host_flags():
+                need(f in flags, "host model: the host has '%s', the guest does not" % f)
+    else:
+        for f in ("xsave", "avx", "avx2", "avx512f", "cx16"):
+            need(f not in flags, "baseline model: the guest sees '%s'" % f)
+    print("smp: %d vCPUs, %s model, '%s', user space at %ss" %
+          (cpus, model, name, re.search(r"EMBER-USERSPACE \S+ (\S+)", g.text()).group(1)))
+
+
+def make_image(path, size, data=None):
+    with open(path, "wb") as f:
+        if data:
+            f.write(data)
+        f.truncate(size)
+
+
+def test_blk(tmpd):
+    data = os.path.join(tmpd, "data.img")
+    ro = os.path.join(tmpd, "ro.img")
+    fs = os.path.join(tmpd, "fs.img")
+    make_image(data, 64 << 20)
+    make_image(ro, 16 << 20, pattern(1 << 20))
+    make_image(fs, 64 << 20)
+    g = Guest(tmpd, "blk", extra=["--disk", "path=%s,serial=EMBER-DATA" % data,
+                                  "--disk", "path=%s,serial=EMBER-RO,readonly=on" % ro,
+                                  "--disk", "path=%s,serial=EMBER-FS" % fs])
+    yield g
+    rc = g.wait_exit()
+    oks = g.checks()
+    expect_checks(oks, ["serials", "odirect_write", "odirect_read", "odirect_4k", "write_cache",
+                        "flush_sent", "discard_write", "discard_max", "blkdiscard",
+                        "write_past_end", "ro_flag", "ro_refuses_write", "ro_reads", "mkfs",
+                        "mount", "umount", "remount", "fs_compare", "fs_files", "msix",
+                        "msix_fired"])
+    need(rc == 0, "poweroff: ember exited with %d, not 0" % rc)
+    need(g.info("data_size_sectors") == str((64 << 20) // 512), "capacity: %s sectors" % g.info("data_size_sectors"))
+    pat = pattern(4 << 20)
+    with open(data, "rb") as f:
+        f.seek(1 << 20)
+        need(f.read(4 << 20) == pat, "the O_DIRECT pattern is not in the image at 1 MiB")
+        for i in (3, 17, 250, 999):
+            f.seek((2048 + i) * 4096)
+            need(f.read(4096) == pat[i * 4096:(i + 1) * 4096], "4 KiB block %d is not in the image" % i)
+        # Discarded 16..20 MiB: a hole in the file (punched), reading zeros.
+        fd = f.fileno()
+        hole = os.lseek(fd, 16 << 20, os.SEEK_HOLE)
+        need(hole == 16 << 20, "blkdiscard punched no hole at 16 MiB (next hole at %d)" % hole)
+        f.seek(16 << 20)
+        need(f.read(4 << 20) == bytes(4 << 20), "discarded range does not read as zeros")
+    with open(ro, "rb") as f:
+        need(f.read(1 << 20) == pattern(1 << 20), "the read-only image changed")
+    r = subprocess.run(["e2fsck", "-fn", fs], capture_output=True, text=True)
+    need(r.returncode == 0, "e2fsck -fn on the guest's file system: status %d\n%s%s" %
+         (r.returncode, r.stdout, r.stderr))
+    r = subprocess.run(["debugfs", "-R", "cat /pat", fs], capture_output=True)
+    need(r.returncode == 0 and r.stdout == pat, "debugfs: /pat in the image differs from the pattern")
+    print("blk: %d guest checks, image contents, hole and e2fsck verified" % len(oks))
+
+
+def test_devices(tmpd):
+    """virtio-rng, and virtio-console on stdio in both directions."""
+    g = Guest(tmpd, "devices", extra=["--rng", "--virtio-console", "stdio"], stdin=True)
+    yield g
+    got = b""
+    os.set_blocking(g.proc.stdout.fileno(), False)
+    g.wait_for(r"^EMBER-READY hvc-input", what="the guest waiting for hvc0 input")
+    end = time.time() + 30
+    while b"EMBER-HVC-FROM-GUEST" not in got and time.time() < end:
+        try:
+            got += g.proc.stdout.read() or b""
+        except (BlockingIOError, TypeError):
+            pass
+        time.sleep(0.05)
+    need(b"EMBER-HVC-FROM-GUEST" in got, "guest output on hvc0 did not reach stdout: %r" % got[-200:])
+    g.proc.stdin.write(b"EMBER-HVC-FROM-HOST\n")
+    g.proc.stdin.flush()
+    rc = g.wait_exit()
+    oks = g.checks()
+    expect_checks(oks, ["rng_current", "hwrng_64k", "hwrng_random", "hvc0", "hvc0_input"])
+    need(rc == 0, "ember exited with %d" % rc)
+
+
+def reboot(tmpd, policy):
+    data = os.path.join(tmpd, "data.img")
+    make_image(data, 1 << 20)
+    g = Guest(tmpd, "reboot", on_reboot=policy, extra=["--disk", "path=%s,serial=EMBER-DATA" % data])
+    yield g
+    rc = g.wait_exit()
+    boots = len(re.findall(r"^EMBER-USERSPACE", g.text(), re.M))
+    need(open(data, "rb").read(1) == b"1", "the first boot did not mark the disk")
+    if policy == "exit":
+        need(rc == 0, "reboot under --on-reboot exit: status %d, not 0" % rc)
+        need(boots == 1, "reboot under --on-reboot exit: the guest booted %d times" % boots)
+        need("EMBER-REBOOTING" in g.text(), "the guest never rebooted")
+    else:
+        g.checks()
+        need(rc == 0, "reboot then poweroff under --on-reboot restart: status %d" % rc)
+        need(boots == 2, "reboot under --on-reboot restart: %d boots, expected 2" % boots)
+    print("reboot (%s): %d boot(s), status %d" % (policy, boots, rc))
+
+
+def qmp_powerdown(tmpd):
+    g = Guest(tmpd, "powerdown", api=True)
+    yield g
+    q = g.connect()
+    g.wait_for(r"^EMBER-READY powerdown", what="acpid running in the guest")
+    g.checks()
+    r = q.execute("system_powerdown")
+    need(r == {"return": {}}, "system_powerdown: %r" % r)
+    rc = g.wait_exit(120)
+    need("EMBER-ACPID-POWERDOWN" in g.text(), "busybox acpid never saw the power button")
+    need(rc == 0, "powerdown: ember exited with %d" % rc)
+    ev = [e["event"] for e in q.events]
+    try:
+        while True:
+            ev.append(q.recv().get("event"))
+    except Exception:
+        pass
+    need("POWERDOWN" in ev and "SHUTDOWN" in ev, "events: %r" % ev)
+
+
+def ticks(g):
+    return [int(x) for x in re.findall(r"^EMBER-TICK (\d+)", g.text(), re.M)]
+
+
+def qmp_stopcont(tmpd):
+    g = Guest(tmpd, "ticker", api=True)
+    yield g
+    q = g.connect()
+    g.wait_for(r"^EMBER-TICK 5$", what="the guest's counter")
+    need(q.execute("stop") == {"return": {}}, "stop failed")
+    time.sleep(0.5)
+    n = len(ticks(g))
+    time.sleep(3)
+    need(len(ticks(g)) == n, "the guest kept printing while stopped (%d -> %d ticks)" % (n, len(ticks(g))))
+    st = q.execute("query-status")
+    need(st["return"]["status"] == "paused", "query-status while stopped: %r" % st)
+    need(q.execute("cont") == {"return": {}}, "cont failed")
+    end = time.time() + 60
+    while len(ticks(g)) < n + 5:
+        need(time.time() < end, "the counter did not resume after cont (%d ticks)" % len(ticks(g)))
+        time.sleep(0.1)
+    t = ticks(g)
+    need(t == list(range(len(t))), "ticks lost or repeated across stop/cont")
+    q.execute("quit")
+    rc = g.wait_exit(30)
+    need(rc == 0, "quit: ember exited with %d" % rc)
+
+
+def qmp_panic(tmpd):
+    g = Guest(tmpd, "panic", api=True, extra=["--on-reboot", "exit"])
+    yield g
+    q = g.connect()
+    g.wait_for(r"^EMBER-READY panic", what="the guest about to panic")
+    rc = g.wait_exit(120)
+    ev = list(q.events)
+    try:
+        while True:
+            ev.append(q.recv())
+    except Exception:
+        pass
+    names = [e.get("event") for e in ev]
+    need("GUEST_PANICKED" in names, "no GUEST_PANICKED event (events: %r)" % names)
+    need("Kernel panic" in g.text(), "the guest did not panic")
+    need(rc == 2, "a guest panic under --on-reboot exit: status %d, not 2" % rc)
+    g.checks()
+
+
+TESTS = {
+    "smp_1_baseline": lambda d: smp(d, 1, "baseline"),
+    "smp_2_baseline": lambda d: smp(d, 2, "baseline"),
+    "smp_4_baseline": lambda d: smp(d, 4, "baseline"),
+    "smp_1_host": lambda d: smp(d, 1, "host"),
+    "smp_2_host": lambda d: smp(d, 2, "host"),
+    "smp_4_host": lambda d: smp(d, 4, "host"),
+    "blk": test_blk,
+    "devices": test_devices,
+    "reboot_exit": lambda d: reboot(d, "exit"),
+    "reboot_restart": lambda d: reboot(d, "restart"),
+    "qmp_powerdown": qmp_powerdown,
+    "qmp_stopcont": qmp_stopcont,
+    "qmp_panic": qmp_panic,
+}
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit("usage: suite.py TEST | --list")
+    if sys.argv[1] == "--list":
+        print("\n".join(TESTS))
+        return 0
+    name = sys.argv[1]
+    if name not in TESTS:
+        sys.exit("suite.py: no test named '%s' (--list)" % name)
+    for p in (KERNEL, INITRD):
+        if not os.path.exists(p):
+            print("FAIL: %s is missing: run tests/linux/build-guest.sh" % p, file=sys.stderr)
+            return 1
+    tmpd = tempfile.mkdtemp(prefix="ember-linux-%s." % name)
+    g = None
+    t0 = time.time()
+    try:
+        gen = TESTS[name](tmpd)
+        g = next(gen)
+        for _ in gen:
+            pass
+    except Failure as e:
+        if g:
+            g.dump()
+        print("FAIL: %s: %s" % (name, e), file=sys.stderr)
+        keep(name, tmpd)
+        return 1
+    finally:
+        if g:
+            g.kill()
+    print("PASS: linux/%s in %.1f s" % (name, time.time() - t0))
+    keep(name, tmpd)
+    return 0
+
+
+def keep(name, tmpd):
+    k = os.environ.get("EMBER_LINUX_KEEP")
+    if k:
+        dst = os.path.join(k, name)
+        shutil.rmtree(dst, ignore_errors=True)
+        shutil.copytree(tmpd, dst, ignore=shutil.ignore_patterns("*.img"))
+    shutil.rmtree(tmpd, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
