@@ -18,6 +18,9 @@ void config_defaults(struct vm_config *cfg)
 	cfg->cpu_model = CPU_MODEL_HOST;
 	cfg->api_sock_fd = -1;
 	cfg->shutdown_timeout_s = 30;
+	cfg->qmp_max_clients = 16;
+	cfg->qmp_handshake_timeout_s = 10;
+	cfg->qmp_idle_timeout_s = 300;
 }
 
 int parse_size(const char *s, uint64_t *out)

@@ -303,6 +303,12 @@ static int apply(struct loader *ld, json_t *root)
 			r = get_uint(ld, v, key, 1, CONFIG_MAX_CPUS, &ld->cfg.cpus);
 		} else if (!strcmp(key, "shutdown_timeout")) {
 			r = get_uint(ld, v, key, 0, 86400, &ld->cfg.shutdown_timeout_s);
+		} else if (!strcmp(key, "qmp_max_clients")) {
+			r = get_uint(ld, v, key, 1, 1024, &ld->cfg.qmp_max_clients);
+		} else if (!strcmp(key, "qmp_handshake_timeout")) {
+			r = get_uint(ld, v, key, 0, 3600, &ld->cfg.qmp_handshake_timeout_s);
+		} else if (!strcmp(key, "qmp_idle_timeout")) {
+			r = get_uint(ld, v, key, 0, 86400, &ld->cfg.qmp_idle_timeout_s);
 		} else if (!strcmp(key, "memory")) {
 			r = get_memory(ld, v);
 		} else if (!strcmp(key, "disks")) {

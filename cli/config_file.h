@@ -13,6 +13,8 @@
  *     "console": "stdio" | "none" | "file:PATH",
  *     "on_reboot": "restart" | "exit", "cpu_model": "host" | "baseline",
  *     "api_sock": "/run/ember/vm.sock", "shutdown_timeout": 30,
+ *     "qmp_max_clients": 16, "qmp_handshake_timeout": 10,
+ *     "qmp_idle_timeout": 300,   (seconds; see struct qmp_limits)
  *     "hugepages": false
  *   }
  *

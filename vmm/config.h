@@ -37,6 +37,10 @@ struct vm_config {
 	const char *api_sock;
 	int api_sock_fd;	/* socket-activated listener (LISTEN_FDS), or -1 */
 	unsigned shutdown_timeout_s;	/* SIGTERM: power button, then quit after this */
+	/* QMP connection limits (struct qmp_limits; 0 s disables a timeout). */
+	unsigned qmp_max_clients;
+	unsigned qmp_handshake_timeout_s;
+	unsigned qmp_idle_timeout_s;
 	/* --disk option strings, parsed by the virtio-blk device. */
 	const char *disks[CONFIG_MAX_DISKS];
 	unsigned nr_disks;

@@ -301,6 +301,7 @@ void vm_graceful_shutdown(struct vm *vm, const char *cause)
 int vm_control_start(struct vm *vm)
 {
 	int listen_fd = vm->cfg->api_sock_fd;
+	struct qmp_limits lim;
 	int ret;
 
 	vm->shutdown_timer_fd = -1;
@@ -315,6 +316,16 @@ int vm_control_start(struct vm *vm)
 				ret == -EADDRINUSE ? "another process is serving this socket"
 				: ret == -EEXIST ? "path exists and is not a socket"
 				: strerror(-ret));
+			return ret;
+		}
+		lim.max_clients = vm->cfg->qmp_max_clients;
+		lim.handshake_timeout_ms = vm->cfg->qmp_handshake_timeout_s * 1000;
+		lim.idle_timeout_ms = vm->cfg->qmp_idle_timeout_s * 1000;
+		ret = qmp_server_set_limits(vm->qmp, &lim);
+		if (ret) {
+			log_err("QMP limits: %s", strerror(-ret));
+			qmp_server_destroy(vm->qmp);
+			vm->qmp = NULL;
 			return ret;
 		}
 	}

@@ -60,6 +60,9 @@ START_TEST(test_full_config)
 		"  \"cpu_model\": \"baseline\",\n"
 		"  \"api_sock\": \"/run/ember/vm.sock\",\n"
 		"  \"shutdown_timeout\": 45,\n"
+		"  \"qmp_max_clients\": 4,\n"
+		"  \"qmp_handshake_timeout\": 0,\n"
+		"  \"qmp_idle_timeout\": 3600,\n"
 		"  \"hugepages\": true,\n"
 		"  \"debug_exit\": true\n"
 		"}\n";
@@ -82,6 +85,9 @@ START_TEST(test_full_config)
 	ck_assert_int_eq(cfg.cpu_model, CPU_MODEL_BASELINE);
 	ck_assert_str_eq(cfg.api_sock, "/run/ember/vm.sock");
 	ck_assert_uint_eq(cfg.shutdown_timeout_s, 45);
+	ck_assert_uint_eq(cfg.qmp_max_clients, 4);
+	ck_assert_uint_eq(cfg.qmp_handshake_timeout_s, 0);
+	ck_assert_uint_eq(cfg.qmp_idle_timeout_s, 3600);
 	ck_assert(cfg.hugepages);
 	ck_assert_int_eq(cfg.debug_exit, DEBUG_EXIT_ON);
 	ck_assert_int_eq(cfg.api_sock_fd, -1);
@@ -186,6 +192,11 @@ START_TEST(test_errors)
 	expect_fail("{\"cpus\": 5000}", "cpus: must be between 1 and 1024");
 	expect_fail("{\"shutdown_timeout\": -1}", "shutdown_timeout: must be between 0 and 86400");
 	expect_fail("{\"shutdown_timeout\": 1.0}", "shutdown_timeout: expected integer");
+	expect_fail("{\"qmp_max_clients\": 0}", "qmp_max_clients: must be between 1 and 1024");
+	expect_fail("{\"qmp_max_clients\": 1025}", "qmp_max_clients: must be between 1 and 1024");
+	expect_fail("{\"qmp_handshake_timeout\": 3601}",
+		    "qmp_handshake_timeout: must be between 0 and 3600");
+	expect_fail("{\"qmp_idle_timeout\": \"5\"}", "qmp_idle_timeout: expected integer");
 	expect_fail("{\"console\": \"tty\"}",
 		    "console: expected \"stdio\", \"none\" or \"file:PATH\"");
 	expect_fail("{\"console\": \"file:\"}",

@@ -1201,6 +1201,15 @@ END_TEST
 
 #define NCLIENTS 50
 
+static void set_limits(unsigned max, unsigned handshake_ms, unsigned idle_ms)
+{
+	struct qmp_limits lim = { max, handshake_ms, idle_ms };
+
+	loop_stop();
+	ck_assert_int_eq(qmp_server_set_limits(fx.srv, &lim), 0);
+	loop_start();
+}
+
 START_TEST(test_server_many_clients)
 {
 	static struct tclient c[NCLIENTS];
@@ -1210,6 +1219,7 @@ START_TEST(test_server_many_clients)
 	char buf[128];
 	int i;
 
+	set_limits(NCLIENTS, QMP_HANDSHAKE_TIMEOUT_MS, QMP_IDLE_TIMEOUT_MS);
 	for (i = 0; i < NCLIENTS; i++)
 		tc_open(&c[i]);
 	wait_clients(NCLIENTS);
@@ -1264,6 +1274,7 @@ START_TEST(test_server_client_limit)
 {
 	static int fds[QMP_MAX_CLIENTS + 1];
 	struct tclient c;
+	json_t *m;
 	int i;
 
 	for (i = 0; i < QMP_MAX_CLIENTS; i++) {
@@ -1271,10 +1282,15 @@ START_TEST(test_server_client_limit)
 		ck_assert_int_ge(fds[i], 0);
 	}
 	wait_clients(QMP_MAX_CLIENTS);
-	/* One too many: closed at once, without a greeting. */
+	/* One too many: an error instead of the greeting, then EOF. Nobody
+	 * has negotiated, so nobody is evicted. */
 	tc_open(&c);
+	m = tc_recv(&c);
+	expect_error(m, "GenericError", "too many QMP clients (limit 16)");
+	json_decref(m);
 	ck_assert_ptr_null(tc_recv_t(&c, 5000));
 	tc_close(&c);
+	ck_assert_uint_eq(qmp_server_nr_clients(fx.srv), QMP_MAX_CLIENTS);
 	close(fds[0]);
 	wait_clients(QMP_MAX_CLIENTS - 1);
 	tc_open(&c);
@@ -1282,6 +1298,123 @@ START_TEST(test_server_client_limit)
 	tc_close(&c);
 	for (i = 1; i < QMP_MAX_CLIENTS; i++)
 		close(fds[i]);
+	wait_clients(0);
+}
+END_TEST
+
+START_TEST(test_server_limits_validated)
+{
+	struct qmp_limits lim = QMP_LIMITS_DEFAULT;
+
+	ck_assert_uint_eq(lim.max_clients, 16);
+	ck_assert_uint_eq(lim.handshake_timeout_ms, 10000);
+	ck_assert_uint_eq(lim.idle_timeout_ms, 300000);
+	loop_stop();
+	lim.max_clients = 0;
+	ck_assert_int_eq(qmp_server_set_limits(fx.srv, &lim), -EINVAL);
+	lim.max_clients = QMP_LIMIT_CLIENTS_MAX + 1;
+	ck_assert_int_eq(qmp_server_set_limits(fx.srv, &lim), -EINVAL);
+	lim.max_clients = QMP_LIMIT_CLIENTS_MAX;
+	ck_assert_int_eq(qmp_server_set_limits(fx.srv, &lim), 0);
+	loop_start();
+}
+END_TEST
+
+/* A client that never negotiates is told why and closed; negotiated
+ * clients, even silent ones, stay. */
+START_TEST(test_server_handshake_timeout)
+{
+	struct tclient slow, ok, late;
+	struct timespec t0, t1;
+	json_t *m;
+	long ms;
+
+	set_limits(4, 300, 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	tc_open(&slow);
+	tc_greet(&slow, false);
+	tc_open(&ok);
+	tc_greet(&ok, true);
+	/* Input that is not qmp_capabilities does not extend the deadline. */
+	tc_open(&late);
+	tc_greet(&late, false);
+	tc_sends(&late, "{\"execute\": \"query-status\"}");
+	tc_expect_error(&late, "CommandNotFound");
+	m = tc_recv(&slow);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	expect_error(m, "GenericError", "no qmp_capabilities within 300 ms of connecting");
+	json_decref(m);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	ck_assert_int_ge(ms, 290);
+	ck_assert_int_lt(ms, 5000);
+	ck_assert_ptr_null(tc_recv_t(&slow, 5000));
+	m = tc_recv(&late);
+	expect_error(m, "GenericError", NULL);
+	json_decref(m);
+	ck_assert_ptr_null(tc_recv_t(&late, 5000));
+	wait_clients(1);
+	usleep(400000);
+	m = tc_cmd(&ok, "{\"execute\": \"query-status\"}");
+	ck_assert_ptr_nonnull(json_object_get(m, "return"));
+	json_decref(m);
+	tc_close(&slow);
+	tc_close(&late);
+	tc_close(&ok);
+	wait_clients(0);
+}
+END_TEST
+
+/* A full server makes room by closing the longest-idle negotiated client,
+ * but only one idle for idle_timeout_ms; otherwise the newcomer is refused. */
+START_TEST(test_server_idle_eviction)
+{
+	struct tclient a, b, c, d;
+	json_t *m;
+
+	set_limits(2, 0, 300);
+	tc_open(&a);
+	tc_greet(&a, true);
+	tc_open(&b);
+	tc_greet(&b, true);
+	/* Nobody idle long enough yet. */
+	tc_open(&c);
+	m = tc_recv(&c);
+	expect_error(m, "GenericError", "too many QMP clients (limit 2)");
+	json_decref(m);
+	ck_assert_ptr_null(tc_recv_t(&c, 5000));
+	tc_close(&c);
+	usleep(200000);
+	m = tc_cmd(&b, "{\"execute\": \"query-status\"}");	/* b stays busy */
+	json_decref(m);
+	usleep(200000);
+	/* a: idle 400 ms, b: 200 ms. a makes room. */
+	tc_open(&c);
+	tc_greet(&c, true);
+	m = tc_recv(&a);
+	expect_error(m, "GenericError", NULL);
+	ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(
+		json_object_get(m, "error"), "desc")), "make room"));
+	json_decref(m);
+	ck_assert_ptr_null(tc_recv_t(&a, 5000));
+	m = tc_cmd(&b, "{\"execute\": \"query-status\"}");
+	ck_assert_ptr_nonnull(json_object_get(m, "return"));
+	json_decref(m);
+	wait_clients(2);
+	/* No timeout: a full server never evicts. */
+	set_limits(2, 0, 0);
+	usleep(400000);
+	tc_open(&d);
+	m = tc_recv(&d);
+	expect_error(m, "GenericError", "too many QMP clients (limit 2)");
+	json_decref(m);
+	ck_assert_ptr_null(tc_recv_t(&d, 5000));
+	m = tc_cmd(&c, "{\"execute\": \"query-status\"}");
+	ck_assert_ptr_nonnull(json_object_get(m, "return"));
+	json_decref(m);
+	tc_close(&a);
+	tc_close(&b);
+	tc_close(&c);
+	tc_close(&d);
 	wait_clients(0);
 }
 END_TEST
@@ -1888,6 +2021,9 @@ static Suite *qmp_suite(void)
 	tcase_add_test(ts, test_server_disconnect_mid_message);
 	tcase_add_test(ts, test_server_many_clients);
 	tcase_add_test(ts, test_server_client_limit);
+	tcase_add_test(ts, test_server_limits_validated);
+	tcase_add_test(ts, test_server_handshake_timeout);
+	tcase_add_test(ts, test_server_idle_eviction);
 	tcase_add_test(ts, test_server_out_of_fds);
 	tcase_add_test(ts, test_server_slow_client_dropped);
 	tcase_add_test(ts, test_server_backpressure);

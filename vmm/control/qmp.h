@@ -21,9 +21,14 @@ struct evloop;
 
 #define QMP_MAX_MESSAGE  (1u << 20)	/* one input message, bytes; rejected while read */
 #define QMP_MAX_BACKLOG  (4u << 20)	/* unsent output per client before it is dropped */
-#define QMP_MAX_CLIENTS  128
 #define QMP_MAX_NESTING  1024
 #define QMP_MAX_EVENTS   4096		/* queued, not yet delivered events */
+
+/* Connection limits (defaults; see struct qmp_limits). */
+#define QMP_MAX_CLIENTS          16
+#define QMP_HANDSHAKE_TIMEOUT_MS 10000		/* connect to qmp_capabilities */
+#define QMP_IDLE_TIMEOUT_MS      300000		/* evictable when the server is full */
+#define QMP_LIMIT_CLIENTS_MAX    1024		/* upper bound for max_clients */
 
 /* QEMU RunState names, as reported by query-status. */
 enum qmp_run_state {
@@ -149,6 +154,37 @@ struct qmp_server;
 int qmp_server_create(struct qmp_server **out, struct evloop *loop,
 		      const char *path, int listen_fd,
 		      const struct qmp_backend_ops *ops, void *backend)
+	__attribute__((warn_unused_result));
+
+/* Connection limits; 0 in a timeout disables it.
+ *   max_clients           connections served at once. One more is answered
+ *                         with a GenericError ("too many QMP clients") and
+ *                         closed, unless an idle client can be evicted.
+ *   handshake_timeout_ms  a client that has not completed qmp_capabilities
+ *                         this long after connecting gets a GenericError
+ *                         and is closed.
+ *   idle_timeout_ms       a negotiated client that has sent nothing for this
+ *                         long is closed only when the server is full and a
+ *                         new client needs its slot (the longest idle goes
+ *                         first). Event listeners that never send, like
+ *                         `ember ctl --events` or libvirt's monitor, are
+ *                         never dropped otherwise. */
+struct qmp_limits {
+	unsigned max_clients;
+	unsigned handshake_timeout_ms;
+	unsigned idle_timeout_ms;
+};
+
+#define QMP_LIMITS_DEFAULT ((struct qmp_limits){ \
+	.max_clients = QMP_MAX_CLIENTS, \
+	.handshake_timeout_ms = QMP_HANDSHAKE_TIMEOUT_MS, \
+	.idle_timeout_ms = QMP_IDLE_TIMEOUT_MS })
+
+/* Replace the limits (a new server starts with QMP_LIMITS_DEFAULT). Call on
+ * the thread that runs the evloop, or before it runs. Clients already
+ * connected stay; a lower max_clients only refuses new ones. Returns 0 or
+ * -EINVAL (max_clients 0 or above QMP_LIMIT_CLIENTS_MAX). */
+int qmp_server_set_limits(struct qmp_server *srv, const struct qmp_limits *lim)
 	__attribute__((warn_unused_result));
 
 /* Send an event to every negotiated client. Thread-safe (vCPU threads may

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -41,6 +43,8 @@ struct qmp_client {
 	char *out;
 	size_t out_off, out_len, out_cap;
 	uint32_t events;
+	int64_t connected_ms;	/* CLOCK_MONOTONIC */
+	int64_t last_input_ms;
 	bool eof;	/* peer shut its write side: flush, then free */
 	bool dead;
 };
@@ -62,6 +66,8 @@ struct qmp_server {
 	void *backend;
 	struct qmp_client *clients;
 	unsigned nr_clients;
+	struct qmp_limits lim;
+	int timer_fd;		/* next handshake deadline */
 
 	int event_fd;
 	pthread_mutex_t lock;	/* protects the event queue */
@@ -70,6 +76,14 @@ struct qmp_server {
 };
 
 static struct ratelimit qmp_rl = RATELIMIT_INIT(5000, 5);
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static size_t pending(const struct qmp_client *c)
 {
@@ -194,6 +208,23 @@ static void client_send_json(void *opaque, json_t *msg)
 	}
 }
 
+/* An unsolicited GenericError, the last thing a client we close hears. */
+__attribute__((format(printf, 2, 3)))
+static void client_send_error(struct qmp_client *c, const char *fmt, ...)
+{
+	char desc[160];
+	json_t *e;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(desc, sizeof(desc), fmt, ap);
+	va_end(ap);
+	e = qmp_error_new("GenericError", "%s", desc);
+	if (e)
+		client_send_json(c, e);
+	json_decref(e);
+}
+
 static void client_free(struct qmp_client *c)
 {
 	struct qmp_server *srv = c->srv;
@@ -231,6 +262,7 @@ static void client_read(struct qmp_client *c)
 				c->dead = true;
 			return;
 		}
+		c->last_input_ms = now_ms();
 		qmp_session_feed(c->session, buf, (size_t)n, client_send_json, c);
 		if (pending(c) >= QMP_INPUT_PAUSE)
 			return;
@@ -257,6 +289,96 @@ static void client_cb(void *opaque, uint32_t events)
 static void session_event(void *opaque, const char *name, json_t *data)
 {
 	qmp_server_emit_event(opaque, name, data);
+}
+
+/* Say why on a connection we will not serve, then close it. The socket
+ * is new and its buffer empty, so the short reply fits without waiting. */
+static void refuse(struct qmp_server *srv, int fd)
+{
+	char msg[160];
+	int n;
+
+	if (ratelimit_allow(&qmp_rl))
+		log_warn("qmp: too many clients (limit %u), refusing one", srv->lim.max_clients);
+	n = snprintf(msg, sizeof(msg),
+		     "{\"error\": {\"class\": \"GenericError\", \"desc\": "
+		     "\"too many QMP clients (limit %u)\"}}\r\n", srv->lim.max_clients);
+	if (n > 0 && send(fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+		n = 0;
+	close(fd);
+}
+
+/* The server is full: evict the negotiated client that has been idle
+ * longest, if that is at least idle_timeout_ms. Clients killed but not
+ * yet freed do not count. Returns whether a new client may come in. */
+static bool make_room(struct qmp_server *srv)
+{
+	struct qmp_client *c, *victim = NULL;
+	unsigned live = 0;
+	int64_t now = now_ms();
+
+	for (c = srv->clients; c; c = c->next) {
+		if (c->dead)
+			continue;
+		live++;
+		if (!srv->lim.idle_timeout_ms || !qmp_session_negotiated(c->session) ||
+		    now - c->last_input_ms < (int64_t)srv->lim.idle_timeout_ms)
+			continue;
+		if (!victim || c->last_input_ms < victim->last_input_ms)
+			victim = c;
+	}
+	if (live < srv->lim.max_clients)
+		return true;
+	if (!victim)
+		return false;
+	client_send_error(victim, "idle for %lld s; closed to make room for a new client",
+			  (long long)((now - victim->last_input_ms) / 1000));
+	client_kill(victim, "idle, evicted for a new client");
+	return true;
+}
+
+static void arm_handshake_timer(struct qmp_server *srv)
+{
+	struct itimerspec its = { 0 };
+	struct qmp_client *c;
+	int64_t next = INT64_MAX, now;
+
+	if (srv->timer_fd < 0)
+		return;
+	if (srv->lim.handshake_timeout_ms)
+		for (c = srv->clients; c; c = c->next)
+			if (!c->dead && !qmp_session_negotiated(c->session) &&
+			    c->connected_ms + srv->lim.handshake_timeout_ms < next)
+				next = c->connected_ms + srv->lim.handshake_timeout_ms;
+	if (next != INT64_MAX) {
+		now = now_ms();
+		next = next > now ? next - now : 1;
+		its.it_value.tv_sec = next / 1000;
+		its.it_value.tv_nsec = (next % 1000) * 1000000;
+	}
+	if (timerfd_settime(srv->timer_fd, 0, &its, NULL) < 0 && ratelimit_allow(&qmp_rl))
+		log_warn("qmp: timerfd_settime: %s", strerror(errno));
+}
+
+static void timer_cb(void *opaque, uint32_t events)
+{
+	struct qmp_server *srv = opaque;
+	struct qmp_client *c;
+	uint64_t ticks;
+	int64_t now = now_ms();
+
+	(void)events;
+	while (read(srv->timer_fd, &ticks, sizeof(ticks)) < 0 && errno == EINTR)
+		;
+	for (c = srv->clients; c; c = c->next) {
+		if (c->dead || qmp_session_negotiated(c->session) || !srv->lim.handshake_timeout_ms ||
+		    now - c->connected_ms < (int64_t)srv->lim.handshake_timeout_ms)
+			continue;
+		client_send_error(c, "no qmp_capabilities within %u ms of connecting",
+				  srv->lim.handshake_timeout_ms);
+		client_kill(c, "capabilities negotiation timed out");
+	}
+	arm_handshake_timer(srv);
 }
 
 static void accept_cb(void *opaque, uint32_t events)
@@ -293,11 +415,8 @@ static void accept_cb(void *opaque, uint32_t events)
 				log_warn("qmp: accept: %s", strerror(errno));
 			return;
 		}
-		if (srv->nr_clients >= QMP_MAX_CLIENTS) {
-			if (ratelimit_allow(&qmp_rl))
-				log_warn("qmp: too many clients (%u), refusing one",
-					 srv->nr_clients);
-			close(fd);
+		if (srv->nr_clients >= srv->lim.max_clients && !make_room(srv)) {
+			refuse(srv, fd);
 			continue;
 		}
 		c = calloc(1, sizeof(*c));
@@ -312,6 +431,7 @@ static void accept_cb(void *opaque, uint32_t events)
 		c->srv = srv;
 		c->fd = fd;
 		c->events = EPOLLIN;
+		c->connected_ms = c->last_input_ms = now_ms();
 		if (evloop_add(srv->loop, fd, EPOLLIN, client_cb, c) < 0) {
 			qmp_session_destroy(c->session);
 			free(c);
@@ -329,6 +449,8 @@ static void accept_cb(void *opaque, uint32_t events)
 		client_send_json(c, greeting);
 		json_decref(greeting);
 		/* A failed greeting leaves c dead; its EPOLLHUP frees it. */
+		if (!c->dead)
+			arm_handshake_timer(srv);
 	}
 }
 
@@ -516,6 +638,8 @@ int qmp_server_create(struct qmp_server **out, struct evloop *loop,
 	srv->backend = backend;
 	srv->listen_fd = -1;
 	srv->event_fd = -1;
+	srv->timer_fd = -1;
+	srv->lim = QMP_LIMITS_DEFAULT;
 	srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	srv->ev_tail = &srv->ev_head;
 	r = -pthread_mutex_init(&srv->lock, NULL);
@@ -557,10 +681,23 @@ int qmp_server_create(struct qmp_server **out, struct evloop *loop,
 		evloop_del(loop, srv->listen_fd);
 		goto err;
 	}
+	srv->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (srv->timer_fd < 0) {
+		r = -errno;
+		goto err_del;
+	}
+	r = evloop_add(loop, srv->timer_fd, EPOLLIN, timer_cb, srv);
+	if (r < 0)
+		goto err_del;
 	*out = srv;
 	return 0;
 
+err_del:
+	evloop_del(loop, srv->event_fd);
+	evloop_del(loop, srv->listen_fd);
 err:
+	if (srv->timer_fd >= 0)
+		close(srv->timer_fd);
 	if (srv->event_fd >= 0)
 		close(srv->event_fd);
 	/* A socket-activated fd stays the caller's on failure. */
@@ -575,14 +712,6 @@ err:
 	pthread_mutex_destroy(&srv->lock);
 	free(srv);
 	return r;
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Give clients a short, bounded chance to read their last replies (the
@@ -631,6 +760,8 @@ void qmp_server_destroy(struct qmp_server *srv)
 		return;
 	evloop_del(srv->loop, srv->listen_fd);
 	evloop_del(srv->loop, srv->event_fd);
+	evloop_del(srv->loop, srv->timer_fd);
+	close(srv->timer_fd);
 	close(srv->listen_fd);
 	if (srv->spare_fd >= 0)
 		close(srv->spare_fd);
@@ -654,6 +785,15 @@ void qmp_server_destroy(struct qmp_server *srv)
 	}
 	pthread_mutex_destroy(&srv->lock);
 	free(srv);
+}
+
+int qmp_server_set_limits(struct qmp_server *srv, const struct qmp_limits *lim)
+{
+	if (!lim->max_clients || lim->max_clients > QMP_LIMIT_CLIENTS_MAX)
+		return -EINVAL;
+	srv->lim = *lim;
+	arm_handshake_timer(srv);
+	return 0;
 }
 
 unsigned qmp_server_nr_clients(const struct qmp_server *srv)
