@@ -37,7 +37,8 @@ fi
 why="no /dev/kvm here"
 [ -e /dev/kvm ] && why="this /dev/kvm has no VMX/SVM (kvm-pvm: Linux guests cannot boot)"
 echo "integration: $why; running the $n tests in the nested-KVM harness (scripts/nested-kvm.sh, about 5-10 minutes)"
-args=$(printf ' %q' "$@")
+args=
+[ $# -gt 0 ] && args=$(printf ' %q' "$@")
 set +e
 scripts/nested-kvm.sh --timeout "${EMBER_NESTED_TIMEOUT:-3000}" \
 	bash -c "cd $(printf %q "$BUILD") && ctest -L integration --output-on-failure -j$JOBS$args"

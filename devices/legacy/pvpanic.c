@@ -1,0 +1,92 @@
+/* pvpanic (QEMU's ISA device, ACPI id QEMU0001) at port 0x505: a guest
+ * kernel reports its own panic, which Ember turns into a GUEST_PANICKED
+ * event and the crash action of --on-reboot (restart: reset; exit: exit
+ * status 2), instead of learning of it only when the guest reboots. Reads
+ * return the events supported; writes report them. Linux: pvpanic-mmio. */
+#include <errno.h>
+
+#include "devices/device.h"
+#include "vmm/acpi/acpi.h"
+#include "vmm/log.h"
+#include "vmm/vm.h"
+
+#define PVPANIC_PORT		0x505
+#define PVPANIC_PANICKED	(1u << 0)
+#define PVPANIC_CRASH_LOADED	(1u << 1)
+
+static void pvpanic_read(void *opaque, uint64_t offset, void *data, unsigned len)
+{
+	(void)opaque;
+	if (len)
+		*(uint8_t *)data = offset == 0 ? PVPANIC_PANICKED | PVPANIC_CRASH_LOADED : 0xff;
+	for (unsigned i = 1; i < len; i++)
+		((uint8_t *)data)[i] = 0;
+}
+
+/* Only vCPU threads write here; an occasional extra line is harmless. */
+static struct ratelimit crash_loaded_rl = RATELIMIT_INIT(5000, 2);
+
+static void pvpanic_write(void *opaque, uint64_t offset, const void *data, unsigned len)
+{
+	struct vm *vm = opaque;
+	uint8_t v;
+
+	if (offset != 0 || len == 0)
+		return;
+	v = *(const uint8_t *)data;
+	if (v & PVPANIC_PANICKED)
+		vm_request_panic(vm, "guest kernel panic (pvpanic)");
+	else if ((v & PVPANIC_CRASH_LOADED) && ratelimit_allow(&crash_loaded_rl))
+		log_info("guest loaded a crash kernel (pvpanic)");
+}
+
+static const struct bus_dev_ops pvpanic_ops = {
+	.read = pvpanic_read,
+	.write = pvpanic_write,
+};
+
+static int pvpanic_realize(struct vm *vm, void **state)
+{
+	int ret = bus_register(&vm->pio_bus, PVPANIC_PORT, 1, &pvpanic_ops, vm, "pvpanic");
+
+	*state = ret ? NULL : vm;
+	return ret;
+}
+
+static void pvpanic_destroy(void *state)
+{
+	struct vm *vm = state;
+
+	if (vm)
+		bus_unregister(&vm->pio_bus, PVPANIC_PORT);
+}
+
+static struct device_desc pvpanic_desc = {
+	.name = "pvpanic",
+	.level = DEVICE_LEVEL_LEGACY,
+	.realize = pvpanic_realize,
+	.destroy = pvpanic_destroy,
+};
+DEVICE_REGISTER(pvpanic_desc);
+
+static void pvpanic_dsdt(struct acpi_builder *b, const struct acpi_build_ctx *ctx)
+{
+	(void)ctx;
+	aml_device_begin(b, "PEVT");
+	aml_name_decl(b, "_HID");
+	aml_string(b, "QEMU0001");
+	aml_name_decl(b, "_CRS");
+	aml_buffer_begin(b);
+	aml_res_io(b, PVPANIC_PORT, 1);
+	aml_res_end_tag(b);
+	aml_end(b);
+	aml_name_decl(b, "_STA");
+	aml_int(b, 0xF);
+	aml_end(b);
+}
+
+static struct acpi_extension pvpanic_acpi = {
+	.name = "pvpanic",
+	.dsdt_sb = pvpanic_dsdt,
+};
+ACPI_EXTENSION_REGISTER(pvpanic_acpi);
