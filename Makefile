@@ -4,7 +4,7 @@ BUILD ?= build
 CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build demo test test-nested test-asan test-clang fuzz bench clean
+.PHONY: all deps build demo test test-nested test-asan test-tsan test-clang fuzz bench clean
 
 all: build
 
@@ -39,6 +39,12 @@ test-asan: deps
 	cmake --build build-asan -j$(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j$(JOBS) -L unit
 	ASAN_OPTIONS=detect_leaks=1 ./scripts/integration.sh build-asan -LE "slow|linux"
+
+# Unit tests (with the multi-threaded stress tests) under ThreadSanitizer.
+test-tsan: deps
+	cmake -S . -B build-tsan -DEMBER_TSAN=ON
+	cmake --build build-tsan -j$(JOBS)
+	cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ctest --output-on-failure -j$(JOBS) -L unit
 
 # The same build under clang, warnings as errors.
 test-clang: deps
