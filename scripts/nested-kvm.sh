@@ -141,6 +141,8 @@ case "$WORKDIR/" in
 esac
 cp /cmd.sh /host/dev/shm/.ember-nested-cmd.sh
 echo 1 >/proc/sys/net/ipv4/ip_forward 2>/dev/null
+# A heartbeat: the host side tells a frozen L1 from a slow command.
+(while :; do echo "nested-l1: alive $(cut -d' ' -f1 /proc/uptime)" >/dev/ttyS0; sleep 5; done) &
 chroot /host /bin/bash -c "export TMPDIR=$NESTED_TMP EMBER_NESTED=1; cd '$WORKDIR' && . /dev/shm/.ember-nested-cmd.sh" \
 	</dev/null >/dev/ttyS1 2>&1
 finish $?
@@ -217,6 +219,12 @@ while kill -0 "$QPID" 2>/dev/null; do
 		echo "nested-kvm: timeout: the command did not finish within ${TIMEOUT}s; killing the L1" >&2
 		tail -n 20 "$RUN/console.log" >&2 2>/dev/null || true
 		exit 124
+	fi
+	# A frozen L1 (no heartbeat for 60 s once it is up) does not recover either.
+	if grep -q "nested-l1: alive" "$RUN/console.log" 2>/dev/null &&
+		[ $(( $(date +%s) - $(stat -c %Y "$RUN/console.log") )) -gt 60 ]; then
+		echo "nested-kvm: the L1 stopped running (no heartbeat for 60 s: an emulator livelock, not the command's fault); killing it" >&2
+		exit 125
 	fi
 	# A soft lockup in the L1 does not recover: report it now, not at the deadline.
 	if grep -q "soft lockup - CPU" "$RUN/console.log" 2>/dev/null; then
