@@ -162,7 +162,9 @@ int args_parse_run(int argc, char **argv, struct vm_config *cfg, char *err, size
 	int opt, ret = 0;
 	uint64_t size;
 
-	optind = 1;
+	/* 0, not 1: a full re-initialisation, or a previous parse that stopped
+	 * inside "-ab" leaves getopt pointing into that argv. */
+	optind = 0;
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, ":", run_options, NULL)) != -1) {
 		switch (opt) {

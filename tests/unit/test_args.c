@@ -10,6 +10,25 @@
 #include "vmm/vm.h"
 #include "helpers/ck_run.h"
 
+static int parse(struct vm_config *cfg, char *err, const char *a0, ...);
+
+/* A parse that stopped inside a cluster of short options ("-ab") must not
+ * leave getopt state behind for the next one (the fuzzer calls the parser
+ * over and over, with the old argv freed). */
+START_TEST(test_reparse_after_short_cluster)
+{
+	struct vm_config c;
+	char err[256], bad[] = "-ab";
+	char *argv1[] = { (char *)"run", bad, NULL };
+
+	config_defaults(&c);
+	ck_assert_int_eq(args_parse_run(2, argv1, &c, err, sizeof(err)), -EINVAL);
+	memset(bad, 'x', 3);	/* what the stale state would point at */
+	ck_assert_msg(parse(&c, err, "--cpus", "3", NULL) == 0, "%s", err);
+	ck_assert_uint_eq(c.cpus, 3);
+}
+END_TEST
+
 static int parse(struct vm_config *cfg, char *err, const char *a0, ...)
 {
 	char *argv[32];
@@ -210,6 +229,7 @@ int main(void)
 	tcase_add_test(tc, test_bad_flags);
 	tcase_add_test(tc, test_config_lookup);
 	tcase_add_test(tc, test_virtio_flags);
+	tcase_add_test(tc, test_reparse_after_short_cluster);
 	suite_add_tcase(s, tc);
 	return ck_run_suite(s);
 }
