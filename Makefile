@@ -45,6 +45,7 @@ test-tsan: deps
 	cmake -S . -B build-tsan -DEMBER_TSAN=ON
 	cmake --build build-tsan -j$(JOBS)
 	cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ctest --output-on-failure -j$(JOBS) -L unit
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ./scripts/integration.sh build-tsan -LE "slow|linux"
 
 # The same build under clang, warnings as errors.
 test-clang: deps
@@ -56,4 +57,4 @@ fuzz: deps
 	./scripts/fuzz.sh
 
 clean:
-	rm -rf build build-asan build-clang build-fuzz
+	rm -rf build build-asan build-tsan build-clang build-fuzz
