@@ -358,7 +358,48 @@ def qmp_panic(tmpd):
     g.checks()
 
 
+def qmp_churn(tmpd):
+    """Issue 9's reproduction: 2 vCPUs, 2 disks, rng and virtio-console; the
+    guest re-binds its disks every 0.2 s under O_DIRECT I/O and floods hvc0,
+    while QMP polls query-status/query-blockstats in a tight loop and does
+    stop/cont every 4 s. Ember must keep answering, not crash, and the disks
+    must work afterwards."""
+    secs = int(os.environ.get("EMBER_CHURN_SECS", "40"))
+    d1, d2 = os.path.join(tmpd, "d1.img"), os.path.join(tmpd, "d2.img")
+    make_image(d1, 32 << 20)
+    make_image(d2, 32 << 20)
+    g = Guest(tmpd, "churn", api=True, cmdline="ember.secs=%d" % secs,
+              extra=["--disk", "path=%s,serial=EMBER-C1" % d1, "--disk", "path=%s,serial=EMBER-C2" % d2,
+                     "--rng", "--virtio-console", "file:" + os.path.join(tmpd, "hvc.out")])
+    yield g
+    q = g.connect()
+    g.wait_for(r"^EMBER-USERSPACE", what="user space")
+    polls = cycles = 0
+    last_stop = time.time()
+    while g.proc.poll() is None and "EMBER-DONE" not in g.text():
+        t = time.time()
+        r = q.execute("query-status")
+        need("return" in r, "query-status: %r" % r)
+        r = q.execute("query-blockstats")
+        need("return" in r, "query-blockstats: %r" % r)
+        need(time.time() - t < 10, "QMP took %.1f s to answer" % (time.time() - t))
+        polls += 1
+        if time.time() - last_stop > 4:
+            need(q.execute("stop") == {"return": {}}, "stop failed")
+            time.sleep(0.5)
+            need(q.execute("cont") == {"return": {}}, "cont failed")
+            cycles += 1
+            last_stop = time.time()
+        need(time.time() - g.t0 < BOOT_TIMEOUT + secs * 4, "the churn never finished")
+    rc = g.wait_exit(120)
+    oks = g.checks()
+    expect_checks(oks, ["disks_back", "alive_vda", "alive_vdb"])
+    need(rc == 0, "ember exited with %d" % rc)
+    print("churn: %s re-binds, %d QMP polls, %d stop/cont cycles" % (g.info("rebinds"), polls, cycles))
+
+
 TESTS = {
+    "qmp_churn": qmp_churn,
     "smp_1_baseline": lambda d: smp(d, 1, "baseline"),
     "smp_2_baseline": lambda d: smp(d, 2, "baseline"),
     "smp_4_baseline": lambda d: smp(d, 4, "baseline"),
