@@ -31,14 +31,44 @@ struct serial {
 	size_t in_head, in_len;
 	bool in_paused;
 
+	/* A byte the backend's buffer had no room for: sent first when it
+	 * drains, while the UART reports THR full. */
+	bool tx_held;
+	uint8_t tx_byte;
+
 	struct ratelimit rl;
 };
 
+/* vCPU thread, lock held. Never waits for the reader: a full backend makes
+ * the UART busy (THRE clear) until the main loop has drained it. */
 static void serial_tx(void *opaque, uint8_t byte)
 {
 	struct serial *s = opaque;
 
-	chardev_write(s->chr, &byte, 1);
+	if (s->tx_held) {
+		/* The guest ignored THRE: the byte does not fit anywhere. */
+		if (ratelimit_allow(&s->rl))
+			log_warn("serial: output backend full and the guest ignores THRE; byte dropped");
+		return;
+	}
+	if (chardev_write_nb(s->chr, &byte, 1) == 1)
+		return;
+	s->tx_held = true;
+	s->tx_byte = byte;
+	uart16550_set_tx_busy(&s->uart, true);
+}
+
+/* Main thread: the backend drained its buffer. */
+static void serial_writable(void *opaque)
+{
+	struct serial *s = opaque;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->tx_held && chardev_write_nb(s->chr, &s->tx_byte, 1) == 1) {
+		s->tx_held = false;
+		uart16550_set_tx_busy(&s->uart, false);
+	}
+	pthread_mutex_unlock(&s->lock);
 }
 
 static void serial_set_irq(void *opaque, bool level)
@@ -167,6 +197,7 @@ static int serial_realize(struct vm *vm, void **state)
 	s->chr = chardev_create(vm->cfg, vm->loop, serial_input, serial_quit, s, &ret);
 	if (!s->chr)
 		goto err_in;
+	chardev_set_writable_cb(s->chr, serial_writable, s);
 
 	ret = bus_register(&vm->pio_bus, SERIAL_BASE, UART_NR_REGS, &serial_ops, s, "serial");
 	if (ret)

@@ -163,7 +163,7 @@ uint8_t uart16550_read(struct uart16550 *u, unsigned offset)
 	case UART_MCR:
 		return u->mcr;
 	case UART_LSR:
-		v = UART_LSR_THRE | UART_LSR_TEMT | u->lsr_err;
+		v = (u->tx_busy ? 0 : UART_LSR_THRE | UART_LSR_TEMT) | u->lsr_err;
 		if (u->rx_count)
 			v |= UART_LSR_DR;
 		if (u->lsr_err) {
@@ -200,6 +200,15 @@ static void write_fcr(struct uart16550 *u, uint8_t val)
 	u->fcr = val & 0xc9;	/* trigger level, DMA mode, enable */
 }
 
+void uart16550_set_tx_busy(struct uart16550 *u, bool busy)
+{
+	if (u->tx_busy == busy)
+		return;
+	u->tx_busy = busy;
+	u->thr_ipending = !busy && (u->ier & UART_IER_THRI);
+	update_irq(u);
+}
+
 void uart16550_write(struct uart16550 *u, unsigned offset, uint8_t val)
 {
 	switch (offset) {
@@ -212,8 +221,8 @@ void uart16550_write(struct uart16550 *u, unsigned offset, uint8_t val)
 			rx_push(u, val);
 		else if (u->tx)
 			u->tx(u->opaque, val);
-		/* Sent at once: THR is empty again. */
-		u->thr_ipending = u->ier & UART_IER_THRI;
+		/* Sent at once: THR is empty again, unless the backend is full. */
+		u->thr_ipending = (u->ier & UART_IER_THRI) && !u->tx_busy;
 		break;
 	case UART_IER:
 		if (u->lcr & UART_LCR_DLAB) {
@@ -223,7 +232,7 @@ void uart16550_write(struct uart16550 *u, unsigned offset, uint8_t val)
 		/* Setting THRI while THR is empty (it always is) raises THRE
 		 * again even if an IIR read had cleared it; Linux checks. */
 		if ((u->ier ^ val) & UART_IER_THRI)
-			u->thr_ipending = val & UART_IER_THRI;
+			u->thr_ipending = (val & UART_IER_THRI) && !u->tx_busy;
 		u->ier = val & 0x0f;
 		break;
 	case UART_FCR:

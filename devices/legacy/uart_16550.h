@@ -76,6 +76,7 @@ struct uart16550 {
 	uint8_t lsr_err;	/* OE/PE/FE/BI, cleared by reading LSR */
 	uint8_t rbr;		/* last byte read, returned when empty */
 	bool thr_ipending;	/* THRE interrupt latched (IER.THRI only) */
+	bool tx_busy;		/* the backend cannot take more: THR stays full */
 	bool irq_level;
 
 	uint8_t rx[UART_FIFO_SIZE];
@@ -100,6 +101,12 @@ void uart16550_write(struct uart16550 *u, unsigned offset, uint8_t val);
  * the ISA bus. */
 void uart16550_io_read(struct uart16550 *u, uint64_t offset, void *data, unsigned len);
 void uart16550_io_write(struct uart16550 *u, uint64_t offset, const void *data, unsigned len);
+
+/* Transmitter back-pressure from the backend. While busy, LSR reports THR
+ * and the shifter full and no THRE interrupt is raised, so a driver that
+ * honours LSR waits instead of losing bytes; when the backend is ready
+ * again, THRE (and its interrupt, if enabled) comes back. */
+void uart16550_set_tx_busy(struct uart16550 *u, bool busy);
 
 /* Bytes the receiver can take from the line now: FIFO room (1 in 16450
  * mode), 0 in loopback mode where the line is disconnected. */

@@ -137,6 +137,30 @@ START_TEST(test_thr_tx_and_thre_irq)
 }
 END_TEST
 
+/* A full backend holds THR: LSR says not empty, no THRE interrupt, even
+ * when IER.THRI is toggled; when it drains, THRE and its interrupt return. */
+START_TEST(test_tx_backpressure)
+{
+	wr(UART_MCR, UART_MCR_OUT2);
+	wr(UART_IER, UART_IER_THRI);
+	ck_assert_uint_eq(rd(UART_IIR), UART_IIR_THRI);
+	wr(UART_THR, 'A');
+	uart16550_set_tx_busy(&u, true);	/* the backend took 'A' and is now full */
+	ck_assert(!cap.level);
+	ck_assert_uint_eq(rd(UART_LSR) & (UART_LSR_THRE | UART_LSR_TEMT), 0);
+	ck_assert_uint_eq(rd(UART_IIR), UART_IIR_NO_INT);
+	wr(UART_IER, 0);
+	wr(UART_IER, UART_IER_THRI);
+	ck_assert(!cap.level);
+	uart16550_set_tx_busy(&u, false);
+	ck_assert(cap.level);
+	ck_assert_uint_eq(rd(UART_LSR) & (UART_LSR_THRE | UART_LSR_TEMT),
+			  UART_LSR_THRE | UART_LSR_TEMT);
+	ck_assert_uint_eq(rd(UART_IIR), UART_IIR_THRI);
+	ck_assert_uint_eq(cap.ntx, 1);
+}
+END_TEST
+
 START_TEST(test_thre_needs_out2)
 {
 	wr(UART_IER, UART_IER_THRI);
@@ -531,6 +555,7 @@ static Suite *uart_suite(void)
 	tcase_add_checked_fixture(tc, setup, NULL);
 	tcase_add_test(tc, test_power_on_state);
 	tcase_add_test(tc, test_scratch);
+	tcase_add_test(tc, test_tx_backpressure);
 	tcase_add_test(tc, test_dlab);
 	tcase_add_test(tc, test_ier_masks_high_bits);
 	tcase_add_test(tc, test_thr_tx_and_thre_irq);
