@@ -437,10 +437,12 @@ def main():
         g = next(gen)
         for _ in gen:
             pass
-    except Failure as e:
+    except (Failure, OSError, EOFError, ValueError, KeyError) as e:
+        # A QMP socket timing out (OSError) means Ember stopped answering.
         if g:
             g.dump()
-        print("FAIL: %s: %s" % (name, e), file=sys.stderr)
+        what = e if isinstance(e, Failure) else "%s: %s (Ember stopped answering or misbehaved)" % (type(e).__name__, e)
+        print("FAIL: %s: %s" % (name, what), file=sys.stderr)
         keep(name, tmpd)
         return 1
     finally:
