@@ -42,7 +42,7 @@ test-asan: deps
 
 # Unit tests (with the multi-threaded stress tests) under ThreadSanitizer.
 test-tsan: deps
-	cmake -S . -B build-tsan -DEMBER_TSAN=ON
+	cmake -S . -B build-tsan -DEMBER_TSAN=ON -DCMAKE_C_COMPILER=clang
 	cmake --build build-tsan -j$(JOBS)
 	cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ctest --output-on-failure -j$(JOBS) -L unit
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ./scripts/integration.sh build-tsan -LE "slow|linux"

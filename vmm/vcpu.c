@@ -473,6 +473,13 @@ static bool vcpu_should_exit(struct vcpu *vcpu)
 	return leave;
 }
 
+/* A counter with one writer (this vCPU) and readers elsewhere (QMP stats):
+ * relaxed atomics, so no lock prefix on the hot path and no torn reads. */
+static inline void counter_inc(uint64_t *c)
+{
+	__atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *vcpu = arg;
@@ -502,7 +509,7 @@ static void *vcpu_thread(void *arg)
 		ret = kvm_run(&vcpu->kfd);
 		if (ret == -EINTR || ret == -EAGAIN) {
 			run->immediate_exit = 0;
-			vcpu->intr_exits++;
+			counter_inc(&vcpu->intr_exits);
 			check = true;
 			continue;
 		}
@@ -511,8 +518,8 @@ static void *vcpu_thread(void *arg)
 			vm_request_error(vm, "KVM_RUN failed");
 			break;
 		}
-		vcpu->exits[run->exit_reason < VCPU_EXIT_COUNTERS ? run->exit_reason
-								  : VCPU_EXIT_COUNTERS - 1]++;
+		counter_inc(&vcpu->exits[run->exit_reason < VCPU_EXIT_COUNTERS ? run->exit_reason
+									       : VCPU_EXIT_COUNTERS - 1]);
 		/* POST codes (port 0x80 writes) are the most frequent exit of
 		 * firmware and early kernels and have no device state: take
 		 * them before any decoding or locking. */
@@ -562,7 +569,8 @@ static void *vcpu_thread(void *arg)
 		if (__atomic_load_n(&vm->request, __ATOMIC_ACQUIRE) != VM_REQ_NONE) {
 			pthread_mutex_lock(&vm->lock);
 			while (vm->state == VM_STATE_RUNNING &&
-			       vm->reset_gen == vcpu->reset_gen && vm->request != VM_REQ_NONE)
+			       vm->reset_gen == vcpu->reset_gen &&
+			       __atomic_load_n(&vm->request, __ATOMIC_ACQUIRE) != VM_REQ_NONE)
 				pthread_cond_wait(&vm->cond, &vm->lock);
 			pthread_mutex_unlock(&vm->lock);
 			check = true;

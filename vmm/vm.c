@@ -296,7 +296,8 @@ static void vm_post_request(struct vm *vm, enum vm_request req, int status, cons
 	pthread_mutex_lock(&vm->lock);
 	/* The first request wins until the main loop has acted on it. */
 	if (vm->request == VM_REQ_NONE) {
-		vm->request = req;
+		/* vCPUs peek at it without the lock (vcpu.c). */
+		__atomic_store_n(&vm->request, req, __ATOMIC_RELEASE);
 		vm->request_cause = cause;
 		vm->exit_status = status;
 	}
@@ -447,7 +448,7 @@ int vm_reset(struct vm *vm)
 		return ret;
 	pthread_mutex_lock(&vm->lock);
 	__atomic_add_fetch(&vm->reset_gen, 1, __ATOMIC_RELEASE);
-	vm->request = VM_REQ_NONE;
+	__atomic_store_n(&vm->request, VM_REQ_NONE, __ATOMIC_RELEASE);
 	vm->request_cause = NULL;
 	pthread_mutex_unlock(&vm->lock);
 	return vm_resume(vm);

@@ -127,7 +127,7 @@ struct json_t;
 void vm_emit_event(struct vm *vm, const char *name, struct json_t *data);
 /* SIGTERM: press the power button, quit after cfg->shutdown_timeout_s. */
 void vm_graceful_shutdown(struct vm *vm, const char *cause);
-/* Ends the process (status 4) if it still runs `seconds` + 3 s from now:
+/* Ends the process (status 4) if it still runs `seconds` + 10 s from now:
  * a host-requested shutdown always finishes. Armed once. */
 void vm_arm_exit_deadline(unsigned seconds);
 

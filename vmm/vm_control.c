@@ -119,7 +119,9 @@ static void add_bus_counts(const struct bus_range *r, void *arg)
 {
 	json_t *devs = arg;
 	json_t *cur = json_object_get(devs, r->name);
-	json_int_t n = (json_int_t)(r->reads + r->writes);
+	/* Counted by vCPU threads with relaxed atomics. */
+	json_int_t n = (json_int_t)(__atomic_load_n(&r->reads, __ATOMIC_RELAXED) +
+				     __atomic_load_n(&r->writes, __ATOMIC_RELAXED));
 
 	if (cur)
 		n += json_integer_value(cur);
@@ -226,7 +228,7 @@ static void on_shutdown_timeout(void *opaque, uint32_t events)
  * device is doing (a stuck main loop, a backend that never completes), the
  * process ends this many seconds after the deadline thread starts. Data
  * already written is in the host's page cache and survives _exit. */
-#define EXIT_DEADLINE_GRACE_S	3
+#define EXIT_DEADLINE_GRACE_S	10
 #define EXIT_STATUS_STUCK	4
 
 static atomic_bool exit_deadline_armed;

@@ -145,8 +145,8 @@ try:
         if r["error"]["desc"] != "The command no-such-cmd has not been found":
             fail("desc %r" % r["error"]["desc"])
 
-    # Over 10 MiB: an error, then the connection still works.
-    q.send(b'{"execute": "query-status", "id": "' + b"x" * (11 << 20) + b'"}\n')
+    # Over the 1 MiB message limit: an error, then the connection still works.
+    q.send(b'{"execute": "query-status", "id": "' + b"x" * (2 << 20) + b'"}\n')
     q.expect_error("GenericError")
     if q.execute("query-status", id=2).get("id") != 2:
         fail("no recovery after an oversized message")

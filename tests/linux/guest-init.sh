@@ -186,52 +186,20 @@ t_panic() {
 # bench/linux-nested: O_DIRECT sequential I/O timed with /proc/uptime.
 up() { cut -d' ' -f1 /proc/uptime; }
 timed() { # label cmd...: prints EMBER-BENCH label seconds
-	local a b
+	local label=$1 a b
+	shift
 	a=$(up)
-	"$@" 2>/dev/null || echo "EMBER-CHECK bench_$1 FAIL"
+	"$@" 2>/dev/null || bad "bench_$label" "failed"
 	b=$(up)
-	echo "EMBER-BENCH $(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", b - a }')"
+	echo "EMBER-BENCH $label $(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", b - a }')"
 }
 t_bench() {
 	local d
 	d=$(blk_dev EMBER-DATA) || { bad bench_disk "no disk"; done_; off; }
-	echo "EMBER-BENCH-START"
-	printf 'write_1m '; timed dd if=/dev/zero of=/dev/$d bs=1M count=256 oflag=direct
-	printf 'read_1m ';  timed dd if=/dev/$d of=/dev/null bs=1M count=256 iflag=direct
-	printf 'write_4k '; timed dd if=/dev/zero of=/dev/$d bs=4096 count=4096 oflag=direct
-	printf 'read_4k ';  timed dd if=/dev/$d of=/dev/null bs=4096 count=4096 iflag=direct
-	done_
-	off
-}
-
-# Issue 9's reproduction: re-bind both disks every 0.2 s while O_DIRECT dd
-# runs on them and hvc0 is flooded (the host polls QMP and stops/continues).
-t_churn() {
-	local secs end n=0 dev drv=/sys/bus/virtio/drivers/virtio_blk
-	secs=$(arg secs)
-	end=$(( $(cut -d. -f1 /proc/uptime) + ${secs:-30} ))
-	(while :; do echo "hvc flood $(cut -d' ' -f1 /proc/uptime) ................................................" ; done >/dev/hvc0) 2>/dev/null &
-	while [ "$(cut -d. -f1 /proc/uptime)" -lt "$end" ]; do
-		for b in /sys/block/vd*; do
-			[ -e "$b" ] && dd if=/dev/zero of=/dev/${b##*/} bs=64k count=16 oflag=direct 2>/dev/null &
-		done
-		for dev in $(ls $drv | grep '^virtio'); do
-			echo "$dev" >$drv/unbind
-			sleep 0.2
-			echo "$dev" >$drv/bind
-			n=$((n + 1))
-		done
-		[ $((n % 20)) = 0 ] && echo "EMBER-INFO rebinds=$n"
-	done
-	kill %1 2>/dev/null
-	echo "EMBER-INFO rebinds=$n"
-	sleep 1
-	# The disks still work after all that.
-	check disks_back sh -c '[ "$(ls /sys/block | grep -c ^vd)" = 2 ]'
-	for b in /sys/block/vd*; do
-		pattern 65536 >/tmp/p
-		check "alive_${b##*/}" sh -c "dd if=/tmp/p of=/dev/${b##*/} bs=64k count=1 oflag=direct 2>/dev/null && dd if=/dev/${b##*/} bs=64k count=1 iflag=direct 2>/dev/null | cmp - /tmp/p"
-	done
+	timed write_1m dd if=/dev/zero of=/dev/$d bs=1M count=64 oflag=direct
+	timed read_1m dd if=/dev/$d of=/dev/null bs=1M count=64 iflag=direct
+	timed write_4k dd if=/dev/zero of=/dev/$d bs=4096 count=1024 oflag=direct
+	timed read_4k dd if=/dev/$d of=/dev/null bs=4096 count=1024 iflag=direct
 	done_
 	off
 }
