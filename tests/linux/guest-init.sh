@@ -204,6 +204,38 @@ t_bench() {
 	off
 }
 
+# Issue 9's reproduction: re-bind both disks every 0.2 s while O_DIRECT dd
+# runs on them and hvc0 is flooded (the host polls QMP and stops/continues).
+t_churn() {
+	local secs end n=0 dev drv=/sys/bus/virtio/drivers/virtio_blk
+	secs=$(arg secs)
+	end=$(( $(cut -d. -f1 /proc/uptime) + ${secs:-30} ))
+	(while :; do echo "hvc flood $(cut -d' ' -f1 /proc/uptime) ................................................" ; done >/dev/hvc0) 2>/dev/null &
+	while [ "$(cut -d. -f1 /proc/uptime)" -lt "$end" ]; do
+		for b in /sys/block/vd*; do
+			[ -e "$b" ] && dd if=/dev/zero of=/dev/${b##*/} bs=64k count=16 oflag=direct 2>/dev/null &
+		done
+		for dev in $(ls $drv | grep '^virtio'); do
+			echo "$dev" >$drv/unbind
+			sleep 0.2
+			echo "$dev" >$drv/bind
+			n=$((n + 1))
+		done
+		[ $((n % 20)) = 0 ] && echo "EMBER-INFO rebinds=$n"
+	done
+	kill %1 2>/dev/null
+	echo "EMBER-INFO rebinds=$n"
+	sleep 1
+	# The disks still work after all that.
+	check disks_back sh -c '[ "$(ls /sys/block | grep -c ^vd)" = 2 ]'
+	for b in /sys/block/vd*; do
+		pattern 65536 >/tmp/p
+		check "alive_${b##*/}" sh -c "dd if=/tmp/p of=/dev/${b##*/} bs=64k count=1 oflag=direct 2>/dev/null && dd if=/dev/${b##*/} bs=64k count=1 iflag=direct 2>/dev/null | cmp - /tmp/p"
+	done
+	done_
+	off
+}
+
 case $T in
 churn) t_churn ;;
 bench) t_bench ;;
