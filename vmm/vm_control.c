@@ -115,6 +115,13 @@ static int backend_cpu_info(void *opaque, unsigned index, struct qmp_cpu_info *o
 	return 0;
 }
 
+/* Bumped by vCPU threads with relaxed atomics. */
+static json_int_t bus_unhandled(const struct bus *bus)
+{
+	return (json_int_t)(__atomic_load_n(&bus->unhandled_reads, __ATOMIC_RELAXED) +
+			    __atomic_load_n(&bus->unhandled_writes, __ATOMIC_RELAXED));
+}
+
 static void add_bus_counts(const struct bus_range *r, void *arg)
 {
 	json_t *devs = arg;
@@ -164,12 +171,8 @@ static json_t *backend_exit_stats(void *opaque)
 	}
 	bus_for_each(&vm->pio_bus, add_bus_counts, devs);
 	bus_for_each(&vm->mmio_bus, add_bus_counts, devs);
-	json_object_set_new(devs, "unhandled-pio",
-			    json_integer((json_int_t)(vm->pio_bus.unhandled_reads +
-						      vm->pio_bus.unhandled_writes)));
-	json_object_set_new(devs, "unhandled-mmio",
-			    json_integer((json_int_t)(vm->mmio_bus.unhandled_reads +
-						      vm->mmio_bus.unhandled_writes)));
+	json_object_set_new(devs, "unhandled-pio", json_integer(bus_unhandled(&vm->pio_bus)));
+	json_object_set_new(devs, "unhandled-mmio", json_integer(bus_unhandled(&vm->mmio_bus)));
 	return json_pack("{s:I, s:o, s:o, s:o}", "total", (json_int_t)total, "reasons", reasons,
 			 "devices", devs, "cpus", cpus);
 }
