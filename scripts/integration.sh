@@ -52,7 +52,7 @@ run_shard() { # shard-index -> status; log in $LOGS/shard<i>.log
 	done
 	[ -n "$re" ] || return 0
 	for attempt in 1 2; do
-		EMBER_NESTED_QUIET=1 scripts/nested-kvm.sh --cpus 1 --timeout "${EMBER_NESTED_TIMEOUT:-3000}" \
+		EMBER_NESTED_QUIET=1 scripts/nested-kvm.sh --cpus 1 --memory 3G --timeout "${EMBER_NESTED_TIMEOUT:-3000}" \
 			bash -c "cd $(printf %q "$BUILD") && ctest --output-on-failure -R $(printf %q "^($re)\$")" \
 			>"$LOGS/shard$i.log" 2>&1
 		rc=$?
