@@ -50,17 +50,17 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	fprintf(stderr, "%s\n", buf);
 }
 
-static uint64_t now_ms(void)
+int64_t monotonic_ms(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 bool ratelimit_allow(struct ratelimit *rl)
 {
-	uint64_t now = now_ms();
+	uint64_t now = (uint64_t)monotonic_ms();
 
 	if (now - rl->window_start_ms >= rl->interval_ms) {
 		if (rl->suppressed)

@@ -34,4 +34,7 @@ struct ratelimit {
 #define RATELIMIT_INIT(ms, n) { .interval_ms = (ms), .burst = (n) }
 bool ratelimit_allow(struct ratelimit *rl);
 
+/* Milliseconds on CLOCK_MONOTONIC. */
+int64_t monotonic_ms(void);
+
 #endif

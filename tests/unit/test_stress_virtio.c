@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vmm/log.h"
 #include "devices/virtio/blk.h"
 #include "devices/virtio/console.h"
 #include "devices/virtio/rng.h"
@@ -33,14 +34,6 @@ static struct virtio_device *dev;
 static int stop_flag;
 static int bad;			/* set by a helper thread that saw something wrong */
 static char bad_why[128];
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static bool stopping(void)
 {
@@ -178,13 +171,13 @@ static uint64_t blk_queue(uint32_t type, uint64_t sector, uint64_t data)
 
 static bool blk_wait_used(uint16_t n, int timeout_ms)
 {
-	int64_t end = now_ms() + timeout_ms;
+	int64_t end = monotonic_ms() + timeout_ms;
 
 	while ((uint16_t)(mock_vq_used_idx(&bq) - n) > 0x8000) {
 		struct pollfd p = { .fd = irq_efd, .events = POLLIN };
 		eventfd_t v;
 
-		if (now_ms() > end)
+		if (monotonic_ms() > end)
 			return false;
 		poll(&p, 1, 10);
 		(void)eventfd_read(irq_efd, &v);
@@ -235,8 +228,8 @@ static void blk_stress(const char *aio)
 	blk_setup_aio(aio);
 	mark = mem.next;
 	start_helpers(t, 2, fn);
-	end = now_ms() + STRESS_MS;
-	while (now_ms() < end) {
+	end = monotonic_ms() + STRESS_MS;
+	while (monotonic_ms() < end) {
 		rings_fresh(mark, &bq, 1, 256);
 		bring_up(&bq, 1, ~0ULL);
 		for (unsigned i = 0; i < BLK_REQS; i++) {
@@ -399,8 +392,8 @@ START_TEST(test_console)
 	dev->notify_config = cons_nop_cfg;
 	mark = mem.next;
 	start_helpers(t, 2, fn);
-	end = now_ms() + STRESS_MS;
-	while (now_ms() < end) {
+	end = monotonic_ms() + STRESS_MS;
+	while (monotonic_ms() < end) {
 		rings_fresh(mark, cq, 2, VIRTIO_CONSOLE_QUEUE_SIZE);
 		bring_up(cq, 2, ~0ULL);
 		cons_post(iter);
@@ -481,8 +474,8 @@ START_TEST(test_rng)
 	dev->notify_config = cons_nop_cfg;
 	mark = mem.next;
 	start_helpers(t, 2, fn);
-	end = now_ms() + STRESS_MS;
-	while (now_ms() < end) {
+	end = monotonic_ms() + STRESS_MS;
+	while (monotonic_ms() < end) {
 		rings_fresh(mark, &rq, 1, VIRTIO_RNG_QUEUE_SIZE);
 		bring_up(&rq, 1, ~0ULL);
 		for (unsigned i = 0; i < 8; i++) {

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vmm/log.h"
 #include "devices/device.h"
 #include "devices/virtio/blk.h"
 #include "helpers/ck_run.h"
@@ -44,14 +45,6 @@ static struct device_desc blk_desc = {
 	.pause = dev_pause,
 	.resume = dev_resume,
 };
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static bool stopping(void)
 {
@@ -144,8 +137,8 @@ START_TEST(test_stop_cont_storm)
 
 	ck_assert_int_eq(pthread_create(&tg, NULL, guest, &mark), 0);
 	ck_assert_int_eq(pthread_create(&tm, NULL, monitor, NULL), 0);
-	end = now_ms() + STRESS_MS;
-	while (now_ms() < end) {
+	end = monotonic_ms() + STRESS_MS;
+	while (monotonic_ms() < end) {
 		ck_assert_int_eq(vm_pause(&vm), 0);
 		ck_assert_int_eq(vm.state, VM_STATE_PAUSED);
 		/* Paused: not one request served, whatever the guest does. */

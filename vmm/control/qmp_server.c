@@ -77,14 +77,6 @@ struct qmp_server {
 
 static struct ratelimit qmp_rl = RATELIMIT_INIT(5000, 5);
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static size_t pending(const struct qmp_client *c)
 {
 	return c->out_len - c->out_off;
@@ -262,7 +254,7 @@ static void client_read(struct qmp_client *c)
 				c->dead = true;
 			return;
 		}
-		c->last_input_ms = now_ms();
+		c->last_input_ms = monotonic_ms();
 		qmp_session_feed(c->session, buf, (size_t)n, client_send_json, c);
 		if (pending(c) >= QMP_INPUT_PAUSE)
 			return;
@@ -315,7 +307,7 @@ static bool make_room(struct qmp_server *srv)
 {
 	struct qmp_client *c, *victim = NULL;
 	unsigned live = 0;
-	int64_t now = now_ms();
+	int64_t now = monotonic_ms();
 
 	for (c = srv->clients; c; c = c->next) {
 		if (c->dead)
@@ -351,7 +343,7 @@ static void arm_handshake_timer(struct qmp_server *srv)
 			    c->connected_ms + srv->lim.handshake_timeout_ms < next)
 				next = c->connected_ms + srv->lim.handshake_timeout_ms;
 	if (next != INT64_MAX) {
-		now = now_ms();
+		now = monotonic_ms();
 		next = next > now ? next - now : 1;
 		its.it_value.tv_sec = next / 1000;
 		its.it_value.tv_nsec = (next % 1000) * 1000000;
@@ -365,7 +357,7 @@ static void timer_cb(void *opaque, uint32_t events)
 	struct qmp_server *srv = opaque;
 	struct qmp_client *c;
 	uint64_t ticks;
-	int64_t now = now_ms();
+	int64_t now = monotonic_ms();
 
 	(void)events;
 	while (read(srv->timer_fd, &ticks, sizeof(ticks)) < 0 && errno == EINTR)
@@ -431,7 +423,7 @@ static void accept_cb(void *opaque, uint32_t events)
 		c->srv = srv;
 		c->fd = fd;
 		c->events = EPOLLIN;
-		c->connected_ms = c->last_input_ms = now_ms();
+		c->connected_ms = c->last_input_ms = monotonic_ms();
 		if (evloop_add(srv->loop, fd, EPOLLIN, client_cb, c) < 0) {
 			qmp_session_destroy(c->session);
 			free(c);
@@ -718,7 +710,7 @@ err:
  * answer to `quit` and the SHUTDOWN event). */
 static void flush_all(struct qmp_server *srv)
 {
-	int64_t deadline = now_ms() + QMP_FLUSH_MS;
+	int64_t deadline = monotonic_ms() + QMP_FLUSH_MS;
 	struct pollfd *pfd;
 	struct qmp_client *c, **who;
 
@@ -727,7 +719,7 @@ static void flush_all(struct qmp_server *srv)
 	if (!pfd || !who)
 		goto out;
 	for (;;) {
-		int64_t left = deadline - now_ms();
+		int64_t left = deadline - monotonic_ms();
 		unsigned n = 0, i;
 
 		for (c = srv->clients; c; c = c->next) {
