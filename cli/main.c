@@ -8,7 +8,7 @@
 #include "cli/args.h"
 #include "cli/config_file.h"
 #include "cli/ctl.h"
-#include "vmm/log.h"
+#include "base/log.h"
 #include "vmm/vm.h"
 
 extern const uint8_t ember_demo_guest[];

@@ -22,8 +22,8 @@
 #include "devices/acpi/pm.h"
 #include "devices/device.h"
 #include "vmm/acpi/acpi.h"
-#include "vmm/bus.h"
-#include "vmm/log.h"
+#include "base/bus.h"
+#include "base/log.h"
 #include "vmm/vm.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

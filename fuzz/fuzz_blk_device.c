@@ -28,7 +28,7 @@
 #include "devices/virtio/blk.h"
 #include "devices/virtio/virtio.h"
 #include "helpers/mock_vq.h"
-#include "vmm/log.h"
+#include "base/log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

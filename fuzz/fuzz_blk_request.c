@@ -17,8 +17,8 @@
 
 #include "devices/virtio/blk.h"
 #include "devices/virtio/virtqueue.h"
-#include "vmm/guest_mem.h"
-#include "vmm/log.h"
+#include "base/guest_mem.h"
+#include "base/log.h"
 #include "fuzz/fuzz_vq_layout.h"
 
 #define MEM_BASE	0x10000ULL

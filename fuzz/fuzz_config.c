@@ -13,7 +13,7 @@
 #include "cli/args.h"
 #include "cli/config_file.h"
 #include "devices/virtio/blk.h"
-#include "vmm/log.h"
+#include "base/log.h"
 
 #define MAX_ARGS 64
 

@@ -19,9 +19,9 @@
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/rtc.h"
 #include "devices/legacy/uart_16550.h"
-#include "vmm/bus.h"
+#include "base/bus.h"
 #include "vmm/exit.h"
-#include "vmm/log.h"
+#include "base/log.h"
 
 #define RUN_SIZE	1024
 #define REC		64

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "vmm/boot/boot.h"
-#include "vmm/guest_mem.h"
+#include "base/guest_mem.h"
 
 #define FUZZ_RAM_SIZE (32u << 20)
 

@@ -13,7 +13,7 @@
 #include "devices/pci/pci.h"
 #include "devices/virtio/virtio.h"
 #include "devices/virtio/virtio_pci.h"
-#include "vmm/guest_mem.h"
+#include "base/guest_mem.h"
 
 #define W32_BASE	0xC0000000ULL
 #define W32_SIZE	0x10000000ULL

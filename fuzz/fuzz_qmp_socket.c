@@ -22,8 +22,8 @@
 #include <unistd.h>
 
 #include "vmm/control/qmp.h"
-#include "vmm/evloop.h"
-#include "vmm/log.h"
+#include "base/evloop.h"
+#include "base/log.h"
 #include "fuzz/fuzz_qmp_backend.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -19,8 +19,8 @@
 #include "devices/virtio/console.h"
 #include "devices/virtio/rng.h"
 #include "devices/virtio/virtio.h"
-#include "vmm/guest_mem.h"
-#include "vmm/log.h"
+#include "base/guest_mem.h"
+#include "base/log.h"
 
 #define MEM_BASE	0x10000ULL
 #define MEM_SIZE	(64U << 10)

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "accel/kvm.h"
-#include "vmm/log.h"
+#include "base/log.h"
 
 /* Power-on state of the in-kernel chips, restored on VM reset. */
 struct irqchip_reset_state {

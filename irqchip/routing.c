@@ -8,8 +8,8 @@
 #include <unistd.h>
 
 #include "accel/kvm.h"
-#include "vmm/evloop.h"
-#include "vmm/log.h"
+#include "base/evloop.h"
+#include "base/log.h"
 
 int irq_routing_init(struct irq_routing *r, struct kvm_vm *kvm)
 {

@@ -12,7 +12,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "vmm/log.h"
+#include "base/log.h"
 
 static int parse_u64(const char *s, uint64_t *out)
 {

@@ -10,7 +10,7 @@
 
 #include "vmm/boot/boot.h"
 #include "vmm/cpuid.h"
-#include "vmm/log.h"
+#include "base/log.h"
 #include "vmm/vm.h"
 
 #define VCPU_KICK_SIGNAL (SIGRTMIN + 1)

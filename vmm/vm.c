@@ -18,8 +18,8 @@
 #include "accel/kvm.h"
 #include "devices/device.h"
 #include "vmm/acpi/acpi.h"
-#include "vmm/evloop.h"
-#include "vmm/log.h"
+#include "base/evloop.h"
+#include "base/log.h"
 #include "vmm/notify.h"
 #include "vmm/vcpu.h"
 

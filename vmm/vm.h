@@ -8,9 +8,9 @@
 #include <stdint.h>
 
 #include "vmm/boot/boot.h"
-#include "vmm/bus.h"
+#include "base/bus.h"
 #include "vmm/config.h"
-#include "vmm/guest_mem.h"
+#include "base/guest_mem.h"
 #include "irqchip/irqchip.h"
 
 struct kvm_vm;

@@ -15,8 +15,8 @@
 
 #include "devices/acpi/pm.h"
 #include "vmm/control/qmp.h"
-#include "vmm/evloop.h"
-#include "vmm/log.h"
+#include "base/evloop.h"
+#include "base/log.h"
 #include "vmm/notify.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"

@@ -44,8 +44,8 @@
 #include "devices/virtio/blk.h"
 #include "devices/virtio/virtio.h"
 #include "devices/virtio/virtqueue.h"
-#include "vmm/guest_mem.h"
-#include "vmm/log.h"
+#include "base/guest_mem.h"
+#include "base/log.h"
 
 #define DIE(...)                                                                  \
 	do {                                                                      \

@@ -11,7 +11,7 @@
 
 #include "devices/device.h"
 #include "vmm/acpi/acpi.h"
-#include "vmm/log.h"
+#include "base/log.h"
 #include "vmm/vm.h"
 
 /* Register offsets from ACPI_PM1A_EVT_PORT. */

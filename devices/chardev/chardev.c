@@ -15,8 +15,8 @@
 #include <unistd.h>
 
 #include "vmm/config.h"
-#include "vmm/evloop.h"
-#include "vmm/log.h"
+#include "base/evloop.h"
+#include "base/log.h"
 
 struct chardev {
 	enum console_kind kind;

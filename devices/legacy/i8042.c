@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "devices/device.h"
-#include "vmm/log.h"
+#include "base/log.h"
 #include "vmm/vm.h"
 
 /* Output port bits: bit 0 low holds the CPU in reset, bit 1 is A20. */

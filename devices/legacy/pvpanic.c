@@ -7,7 +7,7 @@
 
 #include "devices/device.h"
 #include "vmm/acpi/acpi.h"
-#include "vmm/log.h"
+#include "base/log.h"
 #include "vmm/vm.h"
 
 #define PVPANIC_PORT		0x505

@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "devices/device.h"
-#include "vmm/guest_mem.h"
-#include "vmm/log.h"
+#include "base/guest_mem.h"
+#include "base/log.h"
 #include "vmm/vm.h"
 
 #define KiB 1024ULL

@@ -13,7 +13,7 @@
 #include "devices/device.h"
 #include "devices/legacy/uart_16550.h"
 #include "irqchip/irqchip.h"
-#include "vmm/log.h"
+#include "base/log.h"
 #include "vmm/vm.h"
 
 #define SERIAL_BASE	0x3f8

@@ -12,7 +12,7 @@
 #include "irqchip/irqchip.h"
 #include "irqchip/routing.h"
 #include "vmm/acpi/acpi.h"
-#include "vmm/log.h"
+#include "base/log.h"
 #include "vmm/vm.h"
 
 #define GIB (1ULL << 30)

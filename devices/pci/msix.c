@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "devices/pci/pci_internal.h"
-#include "vmm/log.h"
+#include "base/log.h"
 
 static uint32_t rd32le(const uint8_t *p)
 {

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "devices/pci/pci_internal.h"
-#include "vmm/log.h"
+#include "base/log.h"
 
 #define CF8_ENABLE	0x80000000u
 #define CF8_MASK	0x80fffffcu	/* reserved bits 30:24 and 1:0 read as 0 */

@@ -33,7 +33,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "vmm/bus.h"
+#include "base/bus.h"
 
 struct pci_device;
 struct pci_host;

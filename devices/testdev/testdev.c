@@ -8,7 +8,7 @@
 
 #include "accel/kvm.h"
 #include "devices/device.h"
-#include "vmm/log.h"
+#include "base/log.h"
 #include "vmm/vm.h"
 
 #define TESTDEV_BASE		0xD0000000ULL

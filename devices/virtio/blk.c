@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "vmm/log.h"
+#include "base/log.h"
 
 /* O_DIRECT alignment for buffers and lengths, and the bounce limits. */
 #define BLK_DIO_ALIGN		512

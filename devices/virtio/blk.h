@@ -25,7 +25,7 @@
 
 #include "devices/virtio/virtio.h"
 #include "devices/virtio/virtqueue.h"
-#include "vmm/guest_mem.h"
+#include "base/guest_mem.h"
 
 /* Feature bits. */
 #define VIRTIO_BLK_F_SIZE_MAX		1

@@ -21,8 +21,8 @@
 #include "devices/chardev/chardev.h"
 #include "devices/device.h"
 #include "devices/virtio/virtio_pci.h"
-#include "vmm/evloop.h"
-#include "vmm/log.h"
+#include "base/evloop.h"
+#include "base/log.h"
 #include "vmm/vm.h"
 
 #define CONS_INBUF		VIRTIO_CONSOLE_INBUF

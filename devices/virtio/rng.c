@@ -13,8 +13,8 @@
 
 #include "devices/device.h"
 #include "devices/virtio/virtio_pci.h"
-#include "vmm/evloop.h"
-#include "vmm/log.h"
+#include "base/evloop.h"
+#include "base/log.h"
 #include "vmm/vm.h"
 
 #define RNG_CHUNK	4096

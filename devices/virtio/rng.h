@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 #include "devices/virtio/virtio.h"
-#include "vmm/guest_mem.h"
+#include "base/guest_mem.h"
 
 #define VIRTIO_RNG_QUEUE_SIZE	64
 #define VIRTIO_RNG_REQ_MAX	(64 * 1024)	/* bytes per chain */

@@ -6,7 +6,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "vmm/log.h"
+#include "base/log.h"
 
 int virtio_dev_init(struct virtio_device *dev, const struct virtio_device_ops *ops,
 		    const struct guest_mem *gm, unsigned nr_queues, uint16_t queue_max_size,

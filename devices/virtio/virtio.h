@@ -36,7 +36,7 @@
 #include <stdint.h>
 
 #include "devices/virtio/virtqueue.h"
-#include "vmm/guest_mem.h"
+#include "base/guest_mem.h"
 
 /* Device status bits (2.1). */
 #define VIRTIO_STATUS_ACKNOWLEDGE	1

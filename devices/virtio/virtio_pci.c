@@ -11,7 +11,7 @@
 #include "devices/device.h"
 #include "devices/virtio/blk.h"
 #include "vmm/control/qmp.h"
-#include "vmm/log.h"
+#include "base/log.h"
 #include "vmm/vm.h"
 
 struct virtio_pci {

@@ -16,7 +16,7 @@
 #include "devices/device.h"
 #include "vmm/acpi/acpi.h"
 #include "vmm/boot/boot.h"
-#include "vmm/guest_mem.h"
+#include "base/guest_mem.h"
 #include "vmm/vm.h"
 #include "helpers/ck_run.h"
 #include "helpers/stderr_capture.h"

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vmm/bus.h"
+#include "base/bus.h"
 #include "helpers/ck_run.h"
 
 struct rec {

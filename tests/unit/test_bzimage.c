@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include "vmm/boot/boot.h"
-#include "vmm/guest_mem.h"
-#include "vmm/byteorder.h"
+#include "base/guest_mem.h"
+#include "base/byteorder.h"
 #include "helpers/ck_run.h"
 
 #define MiB		(1ULL << 20)

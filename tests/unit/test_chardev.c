@@ -15,7 +15,7 @@
 #include "devices/chardev/chardev.h"
 #include "helpers/ck_run.h"
 #include "vmm/config.h"
-#include "vmm/evloop.h"
+#include "base/evloop.h"
 
 static unsigned writable_calls;
 

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vmm/guest_mem.h"
+#include "base/guest_mem.h"
 #include "helpers/ck_run.h"
 
 static struct guest_mem gm;

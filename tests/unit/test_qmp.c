@@ -18,7 +18,7 @@
 
 #include "cli/ctl.h"
 #include "vmm/control/qmp.h"
-#include "vmm/evloop.h"
+#include "base/evloop.h"
 #include "vmm/notify.h"
 #include "helpers/ck_run.h"
 

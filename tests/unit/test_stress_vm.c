@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "vmm/log.h"
+#include "base/log.h"
 #include "devices/device.h"
 #include "devices/virtio/blk.h"
 #include "helpers/ck_run.h"

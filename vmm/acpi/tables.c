@@ -10,7 +10,7 @@
 
 #include "irqchip/irqchip.h"
 #include "vmm/boot/boot.h"
-#include "vmm/guest_mem.h"
+#include "base/guest_mem.h"
 
 #define ACPI_OEM_ID		"EMBER "
 #define ACPI_OEM_TABLE_PREFIX	"EMBR"

@@ -9,8 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "vmm/guest_mem.h"
-#include "vmm/byteorder.h"
+#include "base/guest_mem.h"
+#include "base/byteorder.h"
 
 /* Setup header / zero page offsets (the header sits at the same offset in
  * the image and in struct boot_params). */

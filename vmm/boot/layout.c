@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "vmm/guest_mem.h"
+#include "base/guest_mem.h"
 
 #define PAGE_SIZE	4096ULL
 #define PTE_PRESENT	(1ULL << 0)

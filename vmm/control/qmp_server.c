@@ -26,8 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "vmm/evloop.h"
-#include "vmm/log.h"
+#include "base/evloop.h"
+#include "base/log.h"
 
 /* Stop reading a client's commands while this much output is unsent. */
 #define QMP_INPUT_PAUSE  (1u << 20)

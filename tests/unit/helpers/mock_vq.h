@@ -11,7 +11,7 @@
 
 #include "devices/virtio/virtio.h"
 #include "devices/virtio/virtqueue.h"
-#include "vmm/guest_mem.h"
+#include "base/guest_mem.h"
 
 struct mock_mem {
 	struct guest_mem gm;

@@ -1,4 +1,4 @@
-#include "vmm/guest_mem.h"
+#include "base/guest_mem.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -6,7 +6,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "vmm/log.h"
+#include "base/log.h"
 
 #ifndef MFD_HUGETLB
 #define MFD_HUGETLB 0x0004U

@@ -1,10 +1,10 @@
-#include "vmm/bus.h"
+#include "base/bus.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "vmm/log.h"
+#include "base/log.h"
 
 int bus_init(struct bus *bus, const char *name)
 {

@@ -1,4 +1,4 @@
-#include "vmm/evloop.h"
+#include "base/evloop.h"
 
 #include <errno.h>
 #include <stdbool.h>
