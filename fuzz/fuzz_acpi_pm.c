@@ -68,7 +68,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (bus_init(&vm.pio_bus, "pio") || pthread_mutex_init(&vm.lock, NULL))
 		abort();
 	vm.request_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (vm.request_efd < 0 || pm_desc->realize(&vm, &inst.state))
+	vm.dev_ctx = (struct device_ctx){ .pio_bus = &vm.pio_bus, .irqchip = &vm.irqchip,
+					.ops = &vm_device_machine_ops, .machine = &vm };
+	if (vm.request_efd < 0 || pm_desc->realize(pm_desc, &vm.dev_ctx, &inst.state))
 		abort();
 	inst.desc = pm_desc;
 	vm.devices = &inst;

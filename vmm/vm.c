@@ -122,11 +122,88 @@ static int vm_load_guest(struct vm *vm)
 	return 0;
 }
 
+/* ---- The device context: what devices may ask of the machine ---- */
+
+static int ctx_ioeventfd(void *machine, uint64_t addr, unsigned len, bool pio, int fd,
+			 bool assign)
+{
+	struct vm *vm = machine;
+
+	return kvm_ioeventfd(vm->kvm, addr, len, fd, pio, false, 0, !assign);
+}
+
+static int ctx_irqfd(void *machine, unsigned gsi, int fd, int resample_fd, bool assign)
+{
+	struct vm *vm = machine;
+
+	return kvm_irqfd(vm->kvm, fd, gsi, resample_fd, !assign);
+}
+
+static int ctx_coalesced_zone(void *machine, uint64_t addr, uint64_t len, bool pio, bool add)
+{
+	struct vm *vm = machine;
+
+	if (!add || len > UINT32_MAX)
+		return -EINVAL;	/* zones are never removed at run time */
+	return pio ? kvm_register_coalesced_pio(vm->kvm, addr, (uint32_t)len) :
+		     kvm_register_coalesced_mmio(vm->kvm, addr, (uint32_t)len);
+}
+
+static void ctx_request(void *machine, enum device_machine_request req, int status,
+			const char *cause)
+{
+	struct vm *vm = machine;
+
+	switch (req) {
+	case DEVICE_REQ_RESET:
+		vm_request_reset(vm, cause);
+		break;
+	case DEVICE_REQ_POWEROFF:
+		vm_request_poweroff(vm, cause);
+		break;
+	case DEVICE_REQ_EXIT:
+		vm_request_exit(vm, status, cause);
+		break;
+	case DEVICE_REQ_PANIC:
+		vm_request_panic(vm, cause);
+		break;
+	case DEVICE_REQ_QUIT:
+		vm_request_quit(vm, cause);
+		break;
+	case DEVICE_REQ_ERROR:
+		vm_request_error(vm, cause);
+		break;
+	}
+}
+
+static void ctx_emit_event(void *machine, const char *name, struct json_t *data)
+{
+	vm_emit_event(machine, name, data);
+}
+
+const struct device_machine_ops vm_device_machine_ops = {
+	.ioeventfd = ctx_ioeventfd,
+	.irqfd = ctx_irqfd,
+	.coalesced_zone = ctx_coalesced_zone,
+	.request = ctx_request,
+	.emit_event = ctx_emit_event,
+};
+
 static int vm_realize_devices(struct vm *vm)
 {
 	unsigned n = 0;
 	int ret;
 
+	vm->dev_ctx = (struct device_ctx){
+		.cfg = vm->cfg,
+		.mem = &vm->mem,
+		.pio_bus = &vm->pio_bus,
+		.mmio_bus = &vm->mmio_bus,
+		.loop = vm->loop,
+		.irqchip = &vm->irqchip,
+		.ops = &vm_device_machine_ops,
+		.machine = vm,
+	};
 	for (struct device_desc *d = device_list(); d; d = d->next)
 		n++;
 	vm->devices = calloc(n ? n : 1, sizeof(*vm->devices));
@@ -136,7 +213,7 @@ static int vm_realize_devices(struct vm *vm)
 		unsigned errors = log_error_count();
 		void *state = NULL;
 
-		ret = d->realize(vm, &state);
+		ret = d->realize(d, &vm->dev_ctx, &state);
 		if (ret) {
 			/* One line per failure: only if the device said nothing. */
 			if (log_error_count() == errors)

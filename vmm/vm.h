@@ -11,6 +11,7 @@
 #include "base/bus.h"
 #include "vmm/config.h"
 #include "base/guest_mem.h"
+#include "devices/device.h"
 #include "irqchip/irqchip.h"
 
 struct kvm_vm;
@@ -54,6 +55,7 @@ struct vm {
 	struct vcpu **vcpus;
 	unsigned nr_vcpus;
 
+	struct device_ctx dev_ctx;	/* what every device is given */
 	struct vm_device_inst *devices;
 	unsigned nr_devices;
 
@@ -130,6 +132,10 @@ void vm_graceful_shutdown(struct vm *vm, const char *cause);
 /* Ends the process (status 4) if it still runs `seconds` + 10 s from now:
  * a host-requested shutdown always finishes. Armed once. */
 void vm_arm_exit_deadline(unsigned seconds);
+
+/* The device context's ops on a struct vm (machine = the vm); tests that
+ * build a partial vm use them too. */
+extern const struct device_machine_ops vm_device_machine_ops;
 
 /* Find a realized device's state by name (NULL if absent or disabled). */
 void *vm_device_state(struct vm *vm, const char *name);

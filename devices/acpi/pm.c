@@ -149,8 +149,11 @@ void acpi_pm_press_power_button(struct vm *vm)
 	pthread_mutex_unlock(&pm->lock);
 }
 
-static int pm_realize(struct vm *vm, void **state)
+static int pm_realize(const struct device_desc *desc, struct device_ctx *ctx, void **state)
 {
+	struct vm *vm = ctx->machine;	/* transitional */
+
+	(void)desc;
 	struct acpi_pm *pm;
 	int ret;
 

@@ -24,8 +24,11 @@ static const struct bus_dev_ops debug_exit_ops = {
 	.write = debug_exit_write,
 };
 
-static int debug_exit_realize(struct vm *vm, void **state)
+static int debug_exit_realize(const struct device_desc *desc, struct device_ctx *ctx, void **state)
 {
+	struct vm *vm = ctx->machine;	/* transitional */
+
+	(void)desc;
 	int ret;
 
 	*state = NULL;

@@ -217,8 +217,11 @@ static const struct bus_dev_ops i8042_cmd_ops = {
 	.write = i8042_cmd_write,
 };
 
-static int i8042_realize(struct vm *vm, void **state)
+static int i8042_realize(const struct device_desc *desc, struct device_ctx *ctx, void **state)
 {
+	struct vm *vm = ctx->machine;	/* transitional */
+
+	(void)desc;
 	struct i8042_dev *d;
 	int ret;
 

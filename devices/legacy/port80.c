@@ -19,8 +19,11 @@ static const struct bus_dev_ops port80_ops = {
 	.write = port80_write,
 };
 
-static int port80_realize(struct vm *vm, void **state)
+static int port80_realize(const struct device_desc *desc, struct device_ctx *ctx, void **state)
 {
+	struct vm *vm = ctx->machine;	/* transitional */
+
+	(void)desc;
 	int ret = bus_register(&vm->pio_bus, PORT80, 1, &port80_ops, NULL, "port80");
 
 	if (ret)

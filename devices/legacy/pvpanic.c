@@ -45,8 +45,11 @@ static const struct bus_dev_ops pvpanic_ops = {
 	.write = pvpanic_write,
 };
 
-static int pvpanic_realize(struct vm *vm, void **state)
+static int pvpanic_realize(const struct device_desc *desc, struct device_ctx *ctx, void **state)
 {
+	struct vm *vm = ctx->machine;	/* transitional */
+
+	(void)desc;
 	int ret = bus_register(&vm->pio_bus, PVPANIC_PORT, 1, &pvpanic_ops, vm, "pvpanic");
 
 	*state = ret ? NULL : vm;

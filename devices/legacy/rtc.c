@@ -330,8 +330,11 @@ static const struct bus_dev_ops rtc_ops = {
 	.write = rtc_io_write,
 };
 
-static int rtc_realize(struct vm *vm, void **state)
+static int rtc_realize(const struct device_desc *desc, struct device_ctx *ctx, void **state)
 {
+	struct vm *vm = ctx->machine;	/* transitional */
+
+	(void)desc;
 	uint64_t below_4g, end, above_4g;
 	struct rtc_dev *d;
 	int ret;

@@ -174,8 +174,11 @@ static const struct bus_dev_ops serial_ops = {
 	.write = serial_io_write,
 };
 
-static int serial_realize(struct vm *vm, void **state)
+static int serial_realize(const struct device_desc *desc, struct device_ctx *ctx, void **state)
 {
+	struct vm *vm = ctx->machine;	/* transitional */
+
+	(void)desc;
 	struct serial *s;
 	int ret;
 

@@ -223,8 +223,11 @@ static void host_destroy(void *state)
 	free(ph);
 }
 
-static int host_realize(struct vm *vm, void **state)
+static int host_realize(const struct device_desc *desc, struct device_ctx *ctx, void **state)
 {
+	struct vm *vm = ctx->machine;	/* transitional */
+
+	(void)desc;
 	uint64_t top = gm_ram_end(&vm->mem);
 	struct pci_host_params p = {
 		.ecam_base = PCI_ECAM_BASE,

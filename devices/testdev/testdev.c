@@ -63,8 +63,11 @@ static const struct bus_dev_ops testdev_ops = {
 	.write = testdev_write,
 };
 
-static int testdev_realize(struct vm *vm, void **state)
+static int testdev_realize(const struct device_desc *desc, struct device_ctx *ctx, void **state)
 {
+	struct vm *vm = ctx->machine;	/* transitional */
+
+	(void)desc;
 	struct testdev *t;
 	int ret;
 

@@ -450,8 +450,11 @@ static void cons_pci_destroy(void *state)
 	free(p);
 }
 
-static int cons_pci_realize(struct vm *vm, void **state)
+static int cons_pci_realize(const struct device_desc *desc, struct device_ctx *ctx, void **state)
 {
+	struct vm *vm = ctx->machine;	/* transitional */
+
+	(void)desc;
 	static const evloop_cb kick_cb[2] = { on_rx_kick, on_tx_kick };
 	struct pci_host *h = pci_host_of(vm);
 	struct virtio_console_io io;

@@ -237,8 +237,11 @@ static void rng_pci_destroy(void *state)
 	free(p);
 }
 
-static int rng_pci_realize(struct vm *vm, void **state)
+static int rng_pci_realize(const struct device_desc *desc, struct device_ctx *ctx, void **state)
 {
+	struct vm *vm = ctx->machine;	/* transitional */
+
+	(void)desc;
 	struct pci_host *h = pci_host_of(vm);
 	struct rng_pci *p;
 	int ret;

@@ -591,8 +591,11 @@ static int blk_pci_block_info(struct vm *vm, unsigned index, struct qmp_block_in
 	return 0;
 }
 
-static int blk_pci_realize(struct vm *vm, void **state)
+static int blk_pci_realize(const struct device_desc *desc, struct device_ctx *ctx, void **state)
 {
+	struct vm *vm = ctx->machine;	/* transitional */
+
+	(void)desc;
 	const struct vm_config *cfg = vm->cfg;
 	struct pci_host *h = pci_host_of(vm);
 	struct blk_pci_set *s;

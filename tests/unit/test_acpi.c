@@ -488,7 +488,9 @@ static void pm_env_init(struct pm_env *e)
 			break;
 	ck_assert_ptr_nonnull(d);
 	ck_assert_int_eq(d->level, DEVICE_LEVEL_LEGACY);
-	ck_assert_int_eq(d->realize(&e->vm, &e->inst.state), 0);
+	e->vm.dev_ctx = (struct device_ctx){ .pio_bus = &e->vm.pio_bus, .irqchip = &e->vm.irqchip,
+					     .ops = &vm_device_machine_ops, .machine = &e->vm };
+	ck_assert_int_eq(d->realize(d, &e->vm.dev_ctx, &e->inst.state), 0);
 	e->inst.desc = d;
 	e->vm.devices = &e->inst;
 	e->vm.nr_devices = 1;

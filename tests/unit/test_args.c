@@ -183,7 +183,8 @@ static bool debug_exit_present(const struct vm_config *cfg)
 		if (!strcmp(d->name, "isa-debug-exit"))
 			break;
 	ck_assert_ptr_nonnull(d);
-	ck_assert_int_eq(d->realize(&vm, &state), 0);
+	vm.dev_ctx = (struct device_ctx){ .cfg = cfg, .pio_bus = &vm.pio_bus, .ops = &vm_device_machine_ops, .machine = &vm };
+	ck_assert_int_eq(d->realize(d, &vm.dev_ctx, &state), 0);
 	handled = bus_write(&vm.pio_bus, 0xf4, &v, 1);
 	ck_assert_int_eq(vm.request == VM_REQ_EXIT, handled);
 	if (handled)
