@@ -16,6 +16,16 @@ enum reboot_policy { REBOOT_RESTART, REBOOT_EXIT };
 enum cpu_model { CPU_MODEL_HOST, CPU_MODEL_BASELINE };
 
 #define CONFIG_MAX_DISKS 8
+#define CONFIG_MAX_DEVICES 64
+
+/* One device instance asked for on the command line or in a JSON config:
+ * its type (a registered options table's type, e.g. "virtio-blk") and its
+ * option string in that table's syntax ("path=disk.img,readonly=on"; "" for
+ * none). Realize parses it with dev_options_parse (devices/options.h). */
+struct device_spec {
+	const char *type;
+	const char *args;
+};
 
 struct vm_config {
 	const char *kernel;	/* NULL: boot kernel_image (the embedded demo) */
@@ -50,6 +60,10 @@ struct vm_config {
 	enum console_kind virtio_console;
 	const char *virtio_console_path;
 	bool virtio_rng;	/* virtio-rng (a PCI device) fed from getrandom() */
+	/* Devices from options tables, in command-line order (replaces the
+	 * per-device fields above as devices move to the registry). */
+	struct device_spec devices[CONFIG_MAX_DEVICES];
+	unsigned nr_devices;
 };
 
 void config_defaults(struct vm_config *cfg);
