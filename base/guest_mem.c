@@ -232,3 +232,34 @@ int gm_zero_all(struct guest_mem *gm)
 		memset(gm->regions[i].hva, 0, gm->regions[i].size);
 	return 0;
 }
+
+int64_t gm_discard(const struct guest_mem *gm, const void *hva, uint64_t len)
+{
+	uint64_t page = gm->hugepages ? (2ULL << 20) : 4096;
+	uintptr_t p = (uintptr_t)hva;
+
+	for (unsigned i = 0; i < gm->nr; i++) {
+		const struct gm_region *r = &gm->regions[i];
+		uint64_t off, start, end;
+
+		if (p < (uintptr_t)r->hva || p - (uintptr_t)r->hva >= r->size)
+			continue;
+		off = p - (uintptr_t)r->hva;
+		if (len == 0 || len > r->size - off)
+			return -EFAULT;
+		/* Offsets in the memfd (regions added by hand: in the region). */
+		start = (r->fd_offset + off + page - 1) & ~(page - 1);
+		end = (r->fd_offset + off + len) & ~(page - 1);
+		if (end <= start)
+			return 0;
+		if (gm->memfd < 0) {
+			memset(r->hva + (start - r->fd_offset), 0, end - start);
+			return (int64_t)(end - start);
+		}
+		if (fallocate(gm->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)start,
+			      (off_t)(end - start)) < 0)
+			return -errno;
+		return (int64_t)(end - start);
+	}
+	return -EFAULT;
+}

@@ -60,4 +60,13 @@ uint64_t gm_ram_end(const struct guest_mem *gm);
 /* Zero all RAM cheaply (hole punch on the memfd), used on VM reset. */
 int gm_zero_all(struct guest_mem *gm);
 
+/* Give guest RAM back to the host (virtio-balloon inflate, free page
+ * reporting). [hva, hva+len) is a host range from gm_ptr() or a virtqueue
+ * chain and must lie wholly in one region. The whole backing pages inside it
+ * (4 KiB; 2 MiB with hugepages) are punched out of the memfd, so the host
+ * frees them and they read as zeros afterwards; partial pages at either end
+ * are left alone. Regions added by hand (no memfd) are zeroed instead.
+ * Returns the bytes discarded (possibly 0), or -EFAULT / -errno. */
+int64_t gm_discard(const struct guest_mem *gm, const void *hva, uint64_t len);
+
 #endif
