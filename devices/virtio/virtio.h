@@ -61,7 +61,8 @@
 #define VIRTIO_ID_RNG		4
 #define VIRTIO_ID_VSOCK		19
 
-#define VIRTIO_MAX_QUEUES	8
+/* virtio-net with 8 queue pairs and its control queue. */
+#define VIRTIO_MAX_QUEUES	17
 
 struct virtio_device;
 
@@ -101,6 +102,17 @@ struct virtio_device {
 	void (*notify_used)(struct virtio_device *dev, unsigned q);
 	void (*notify_config)(struct virtio_device *dev);
 	void *transport;
+	/* Optional, set by the transport: an eventfd whose write raises queue
+	 * q's interrupt without Ember (an MSI-X vector's irqfd), or -1 while
+	 * that interrupt needs Ember (no vector, vector or function masked,
+	 * INTx); a kernel backend (vhost) signals it directly. Any thread. */
+	int (*call_fd)(struct virtio_device *dev, unsigned q);
+	/* Optional, set by the device: the transport calls it, from the
+	 * thread that made the change, whenever call_fd(dev, q) may have
+	 * changed (vector assigned, masked, unmasked, MSI-X toggled). The
+	 * device then re-reads call_fd and, if it had been signalling its
+	 * own fallback eventfd meanwhile, raises notify_used(dev, q). */
+	void (*call_fd_changed)(struct virtio_device *dev, unsigned q);
 };
 
 int virtio_dev_init(struct virtio_device *dev, const struct virtio_device_ops *ops,

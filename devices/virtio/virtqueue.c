@@ -263,6 +263,37 @@ void virtqueue_push(struct virtqueue *vq, uint16_t head, uint32_t len)
 		vq->inflight--;
 }
 
+void virtqueue_push_batch(struct virtqueue *vq, const struct virtq_used_elem *elems, unsigned n)
+{
+	uint16_t idx;
+
+	if (!vq->ready)
+		return;
+	idx = vq->used_idx;
+	for (unsigned i = 0; i < n; i++) {
+		size_t off = USED_RING(idx & (vq->size - 1));
+
+		if (elems[i].id >= vq->size)
+			continue;
+		__atomic_store_n(ring32(vq->used, off), htole32(elems[i].id), __ATOMIC_RELAXED);
+		__atomic_store_n(ring32(vq->used, off + 4), htole32(elems[i].len), __ATOMIC_RELAXED);
+		idx++;
+		if (vq->inflight)
+			vq->inflight--;
+	}
+	vq->used_idx = idx;
+	/* Every element before the index that publishes them all. */
+	__atomic_store_n(ring16(vq->used, USED_IDX), htole16(idx), __ATOMIC_RELEASE);
+}
+
+void virtqueue_unpop(struct virtqueue *vq, uint16_t n)
+{
+	if (n > vq->inflight)
+		n = (uint16_t)vq->inflight;
+	vq->last_avail_idx = (uint16_t)(vq->last_avail_idx - n);
+	vq->inflight -= n;
+}
+
 bool virtqueue_should_notify(struct virtqueue *vq)
 {
 	uint16_t old, new, event;

@@ -140,6 +140,18 @@ void virtqueue_mark_broken(struct virtqueue *vq, int err);
  * publish used->idx with a release store. */
 void virtqueue_push(struct virtqueue *vq, uint16_t head, uint32_t len);
 
+/* Return n chains at once: every used element is written first, then
+ * used->idx is published once (release), so the driver never sees part of
+ * the batch (the chains of one merged receive buffer must appear together).
+ * Elements whose head is out of range are skipped. */
+void virtqueue_push_batch(struct virtqueue *vq, const struct virtq_used_elem *elems,
+			  unsigned n);
+
+/* Give back the last n chains popped and not pushed: the next pops return
+ * them again, in the same order. For a device that takes buffers ahead of
+ * need (virtio-net's receive buffers) and must hand them back on pause. */
+void virtqueue_unpop(struct virtqueue *vq, uint16_t n);
+
 /* After one or more pushes: does the driver want an interrupt?
  * EVENT_IDX: vring_need_event(used_event, new, old); else !NO_INTERRUPT. */
 bool virtqueue_should_notify(struct virtqueue *vq);
