@@ -315,6 +315,86 @@ VCPU_IOCTL(kvm_set_mp_state, KVM_SET_MP_STATE, const struct kvm_mp_state *)
 VCPU_IOCTL(kvm_translate, KVM_TRANSLATE, struct kvm_translation *)
 VCPU_IOCTL(kvm_get_vcpu_events, KVM_GET_VCPU_EVENTS, struct kvm_vcpu_events *)
 VCPU_IOCTL(kvm_set_vcpu_events, KVM_SET_VCPU_EVENTS, const struct kvm_vcpu_events *)
+VCPU_IOCTL(kvm_get_fpu, KVM_GET_FPU, struct kvm_fpu *)
+VCPU_IOCTL(kvm_get_xcrs, KVM_GET_XCRS, struct kvm_xcrs *)
+VCPU_IOCTL(kvm_set_xcrs, KVM_SET_XCRS, const struct kvm_xcrs *)
+VCPU_IOCTL(kvm_get_debugregs, KVM_GET_DEBUGREGS, struct kvm_debugregs *)
+VCPU_IOCTL(kvm_set_debugregs, KVM_SET_DEBUGREGS, const struct kvm_debugregs *)
+VCPU_IOCTL(kvm_get_msrs, KVM_GET_MSRS, struct kvm_msrs *)
+VCPU_IOCTL(kvm_get_cpuid2, KVM_GET_CPUID2, struct kvm_cpuid2 *)
+
+size_t kvm_xsave_size(const struct kvm_vm *kvm)
+{
+	int n = kvm_check_extension(kvm, KVM_CAP_XSAVE2);
+
+	if (n > (int)sizeof(struct kvm_xsave))
+		return (size_t)n;
+	return kvm_check_extension(kvm, KVM_CAP_XSAVE) > 0 ? sizeof(struct kvm_xsave) : 0;
+}
+
+int kvm_get_xsave(struct kvm_vcpu_fd *v, void *buf, size_t size)
+{
+	if (size < sizeof(struct kvm_xsave))
+		return -EINVAL;
+	return xioctl(v->fd, size > sizeof(struct kvm_xsave) ? KVM_GET_XSAVE2 : KVM_GET_XSAVE, buf);
+}
+
+int kvm_set_xsave(struct kvm_vcpu_fd *v, const void *buf)
+{
+	return xioctl(v->fd, KVM_SET_XSAVE, buf);
+}
+
+int kvm_get_tsc_khz(struct kvm_vcpu_fd *v)
+{
+	return xioctl(v->fd, KVM_GET_TSC_KHZ, NULL);
+}
+
+int kvm_set_tsc_khz(struct kvm_vcpu_fd *v, uint32_t khz)
+{
+	return xioctl(v->fd, KVM_SET_TSC_KHZ, (void *)(uintptr_t)khz);
+}
+
+int kvm_get_clock(struct kvm_vm *kvm, struct kvm_clock_data *clock)
+{
+	return xioctl(kvm->vm_fd, KVM_GET_CLOCK, clock);
+}
+
+int kvm_set_clock(struct kvm_vm *kvm, const struct kvm_clock_data *clock)
+{
+	return xioctl(kvm->vm_fd, KVM_SET_CLOCK, clock);
+}
+
+int kvm_get_msr_index_list(struct kvm_vm *kvm, uint32_t **out)
+{
+	struct kvm_msr_list probe = { .nmsrs = 0 }, *list;
+	int ret;
+
+	*out = NULL;
+	/* The first call fails with E2BIG and says how many there are. */
+	ret = xioctl(kvm->sys_fd, KVM_GET_MSR_INDEX_LIST, &probe);
+	if (ret < 0 && ret != -E2BIG)
+		return ret;
+	if (probe.nmsrs == 0)
+		return 0;
+	list = calloc(1, sizeof(*list) + probe.nmsrs * sizeof(list->indices[0]));
+	if (!list)
+		return -ENOMEM;
+	list->nmsrs = probe.nmsrs;
+	ret = xioctl(kvm->sys_fd, KVM_GET_MSR_INDEX_LIST, list);
+	if (ret < 0) {
+		free(list);
+		return ret;
+	}
+	*out = malloc(list->nmsrs * sizeof(uint32_t));
+	if (!*out) {
+		free(list);
+		return -ENOMEM;
+	}
+	memcpy(*out, list->indices, list->nmsrs * sizeof(uint32_t));
+	ret = (int)list->nmsrs;
+	free(list);
+	return ret;
+}
 
 int kvm_set_msrs(struct kvm_vcpu_fd *v, const struct kvm_msrs *msrs)
 {

@@ -75,6 +75,32 @@ int kvm_translate(struct kvm_vcpu_fd *v, struct kvm_translation *tr);
 int kvm_get_vcpu_events(struct kvm_vcpu_fd *v, struct kvm_vcpu_events *ev);
 int kvm_set_vcpu_events(struct kvm_vcpu_fd *v, const struct kvm_vcpu_events *ev);
 
+/* Machine state for snapshots (vmm/snapshot/). */
+int kvm_get_fpu(struct kvm_vcpu_fd *v, struct kvm_fpu *fpu);
+/* The XSAVE area KVM exchanges: KVM_CAP_XSAVE2's size (larger than struct
+ * kvm_xsave with AMX), 4096 with plain KVM_CAP_XSAVE, 0 without XSAVE. */
+size_t kvm_xsave_size(const struct kvm_vm *kvm);
+/* buf holds `size` bytes (kvm_xsave_size); KVM_GET_XSAVE2 when size > 4096. */
+int kvm_get_xsave(struct kvm_vcpu_fd *v, void *buf, size_t size);
+int kvm_set_xsave(struct kvm_vcpu_fd *v, const void *buf);
+int kvm_get_xcrs(struct kvm_vcpu_fd *v, struct kvm_xcrs *xcrs);
+int kvm_set_xcrs(struct kvm_vcpu_fd *v, const struct kvm_xcrs *xcrs);
+int kvm_get_debugregs(struct kvm_vcpu_fd *v, struct kvm_debugregs *dbg);
+int kvm_set_debugregs(struct kvm_vcpu_fd *v, const struct kvm_debugregs *dbg);
+/* KVM_GET_MSRS: the number of MSRs read (KVM stops at the first it cannot
+ * read), or -errno. */
+int kvm_get_msrs(struct kvm_vcpu_fd *v, struct kvm_msrs *msrs);
+/* KVM_GET_CPUID2: cpuid->nent is the room on entry; -E2BIG if too small. */
+int kvm_get_cpuid2(struct kvm_vcpu_fd *v, struct kvm_cpuid2 *cpuid);
+/* KVM_GET_TSC_KHZ: the vCPU's TSC frequency (> 0), or -errno. */
+int kvm_get_tsc_khz(struct kvm_vcpu_fd *v);
+int kvm_set_tsc_khz(struct kvm_vcpu_fd *v, uint32_t khz);
+int kvm_get_clock(struct kvm_vm *kvm, struct kvm_clock_data *clock);
+int kvm_set_clock(struct kvm_vm *kvm, const struct kvm_clock_data *clock);
+/* KVM_GET_MSR_INDEX_LIST: every MSR KVM can save, malloc'd into *out (the
+ * caller frees it). Returns the count or -errno. */
+int kvm_get_msr_index_list(struct kvm_vm *kvm, uint32_t **out);
+
 /* A copy of KVM_GET_SUPPORTED_CPUID (cached in kvm->supported_cpuid). */
 const struct kvm_cpuid2 *kvm_supported_cpuid(struct kvm_vm *kvm);
 
