@@ -437,6 +437,48 @@ static void vcpu_do_mmio(struct vcpu *vcpu, const struct exit_action *act)
 		bus_read(&vm->mmio_bus, act->addr, act->data, act->size);
 }
 
+/* With vm->lock held: run the vcpu_call() work, unlocked, and hand back
+ * its result. */
+static void vcpu_run_call(struct vcpu *vcpu)
+{
+	struct vm *vm = vcpu->vm;
+	int (*fn)(struct vcpu *, void *) = vcpu->call_fn;
+	int ret;
+
+	pthread_mutex_unlock(&vm->lock);
+	ret = fn(vcpu, vcpu->call_arg);
+	pthread_mutex_lock(&vm->lock);
+	vcpu->call_ret = ret;
+	vcpu->call_fn = NULL;
+	pthread_cond_broadcast(&vm->cond);
+}
+
+int vcpu_call(struct vcpu *vcpu, int (*fn)(struct vcpu *vcpu, void *arg), void *arg)
+{
+	struct vm *vm = vcpu->vm;
+	int ret;
+
+	pthread_mutex_lock(&vm->lock);
+	if (!vcpu->thread_started || vcpu->thread_exited) {
+		pthread_mutex_unlock(&vm->lock);
+		return fn(vcpu, arg);
+	}
+	if (vm->state != VM_STATE_PAUSED && vm->state != VM_STATE_CREATED) {
+		pthread_mutex_unlock(&vm->lock);
+		return -EBUSY;
+	}
+	vcpu->call_fn = fn;
+	vcpu->call_arg = arg;
+	pthread_cond_broadcast(&vm->cond);
+	/* The thread is parked in vcpu_should_exit (or about to be). */
+	while (vcpu->call_fn && !vcpu->thread_exited)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	ret = vcpu->call_fn ? -ESRCH : vcpu->call_ret;
+	vcpu->call_fn = NULL;
+	pthread_mutex_unlock(&vm->lock);
+	return ret;
+}
+
 /* Park while paused, apply resets, and say whether to leave the loop. */
 static bool vcpu_should_exit(struct vcpu *vcpu)
 {
@@ -449,6 +491,10 @@ static bool vcpu_should_exit(struct vcpu *vcpu)
 
 	pthread_mutex_lock(&vm->lock);
 	while (vm->state == VM_STATE_PAUSED || vm->state == VM_STATE_CREATED) {
+		if (vcpu->call_fn) {
+			vcpu_run_call(vcpu);
+			continue;
+		}
 		vm->vcpus_paused++;
 		pthread_cond_broadcast(&vm->cond);
 		pthread_cond_wait(&vm->cond, &vm->lock);
@@ -579,6 +625,7 @@ static void *vcpu_thread(void *arg)
 	/* vm_pause() must not wait for a vCPU that has left its loop. */
 	pthread_mutex_lock(&vm->lock);
 	vm->vcpus_exited++;
+	vcpu->thread_exited = true;
 	pthread_cond_broadcast(&vm->cond);
 	pthread_mutex_unlock(&vm->lock);
 	tls_run = NULL;

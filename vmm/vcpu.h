@@ -32,6 +32,11 @@ struct vcpu {
 	pid_t tid;
 	uint64_t reset_gen;	/* VM reset generation this vCPU has applied */
 	struct vcpu_power_on_state *power_on;
+	/* vcpu_call() work for this thread (vm->lock protects these). */
+	int (*call_fn)(struct vcpu *vcpu, void *arg);
+	void *call_arg;
+	int call_ret;
+	bool thread_exited;
 	/* Hot counters first, next to exits[KVM_EXIT_IO], on one cache line. */
 	uint64_t pio_exits, mmio_exits, intr_exits;
 	uint64_t exits[VCPU_EXIT_COUNTERS];
@@ -44,6 +49,13 @@ int vcpu_start(struct vcpu *vcpu) __attribute__((warn_unused_result));
 void vcpu_join(struct vcpu *vcpu);
 /* Interrupt KVM_RUN (or the next entry) so the thread sees a state change. */
 void vcpu_kick(struct vcpu *vcpu);
+
+/* Run fn(vcpu, arg) on the vCPU's own thread, as KVM wants for a vCPU's
+ * state (snapshots), and return its result. Only while the VM is paused or
+ * not yet started (state CREATED: started threads park until it runs); a
+ * vCPU whose thread is not running calls fn on the caller's thread. Called
+ * from the main loop; -EBUSY while the VM runs. */
+int vcpu_call(struct vcpu *vcpu, int (*fn)(struct vcpu *vcpu, void *arg), void *arg);
 
 /* Install the kick signal handler; once per process, before any vCPU runs. */
 int vcpu_signal_init(void);
