@@ -1,5 +1,7 @@
 #include "cli/args.h"
 
+#include "devices/options.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -85,6 +87,100 @@ static int parse_console(const char *s, enum console_kind *kind, const char **pa
 	return 0;
 }
 
+/* Flags that are not devices. Device flags come from the options tables
+ * (devices/options.h), appended by long_options(). */
+enum {
+	OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_CONSOLE,
+	OPT_ON_REBOOT, OPT_CPU_MODEL, OPT_API_SOCK, OPT_CONFIG, OPT_HUGEPAGES,
+	OPT_TEST_DEVICE, OPT_SHUTDOWN_TIMEOUT, OPT_HELP, OPT_DEBUG_EXIT,
+	/* Hand-written device flags, used only while no options table claims
+	 * the flag (their devices move onto the registry). */
+	OPT_DISK, OPT_RNG, OPT_VIRTIO_CONSOLE,
+	OPT_DEVICE = 1024,	/* + index into dev_tables[] */
+};
+
+#define MAX_DEVICE_TABLES 64
+
+static const struct option base_options[] = {
+	{ "kernel", required_argument, NULL, OPT_KERNEL },
+	{ "initrd", required_argument, NULL, OPT_INITRD },
+	{ "cmdline", required_argument, NULL, OPT_CMDLINE },
+	{ "cpus", required_argument, NULL, OPT_CPUS },
+	{ "memory", required_argument, NULL, OPT_MEMORY },
+	{ "console", required_argument, NULL, OPT_CONSOLE },
+	{ "on-reboot", required_argument, NULL, OPT_ON_REBOOT },
+	{ "cpu-model", required_argument, NULL, OPT_CPU_MODEL },
+	{ "api-sock", required_argument, NULL, OPT_API_SOCK },
+	{ "config", required_argument, NULL, OPT_CONFIG },
+	{ "shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT },
+	{ "hugepages", no_argument, NULL, OPT_HUGEPAGES },
+	{ "test-device", no_argument, NULL, OPT_TEST_DEVICE },
+	{ "debug-exit", no_argument, NULL, OPT_DEBUG_EXIT },
+	{ "help", no_argument, NULL, OPT_HELP },
+};
+
+static const struct {
+	struct option opt;
+	const char *usage;
+} legacy_device_options[] = {
+	{ { "disk", required_argument, NULL, OPT_DISK },
+	  "  --disk path=FILE[,readonly=on][,serial=ID][,aio=io_uring|native|threads][,cache=none|writeback]\n" },
+	{ { "rng", no_argument, NULL, OPT_RNG },
+	  "  --rng                    a virtio-rng device fed from getrandom()\n" },
+	{ { "virtio-console", required_argument, NULL, OPT_VIRTIO_CONSOLE },
+	  "  --virtio-console stdio|file:PATH|none   a virtio-console device and its backend\n" },
+};
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+static const struct dev_option_table *dev_tables[MAX_DEVICE_TABLES];
+static struct option long_opts[COUNT(base_options) + MAX_DEVICE_TABLES +
+			       COUNT(legacy_device_options) + 1];
+
+static bool name_taken(const char *name, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(long_opts[i].name, name))
+			return true;
+	return false;
+}
+
+/* Tables register from constructors, before main: build once. */
+const struct option *args_long_options(void)
+{
+	size_t n = 0, nt = 0;
+
+	if (long_opts[0].name)
+		return long_opts;
+	for (size_t i = 0; i < COUNT(base_options); i++)
+		long_opts[n++] = base_options[i];
+	for (const struct dev_option_table *t = dev_option_tables();
+	     t && nt < MAX_DEVICE_TABLES; t = t->next) {
+		if (!t->flag || name_taken(t->flag, n))
+			continue;	/* a clash is reported by the unit tests */
+		dev_tables[nt] = t;
+		long_opts[n++] = (struct option){
+			t->flag, t->arg_optional ? optional_argument : required_argument,
+			NULL, OPT_DEVICE + (int)nt };
+		nt++;
+	}
+	for (size_t i = 0; i < COUNT(legacy_device_options); i++)
+		if (!name_taken(legacy_device_options[i].opt.name, n))
+			long_opts[n++] = legacy_device_options[i].opt;
+	long_opts[n] = (struct option){ NULL, 0, NULL, 0 };
+	return long_opts;
+}
+
+static bool is_legacy_active(int val)
+{
+	const struct option *o;
+
+	for (o = args_long_options(); o->name; o++)
+		if (o->val == val)
+			return true;
+	return false;
+}
+
 void args_usage(FILE *out)
 {
 	fprintf(out,
@@ -101,46 +197,26 @@ void args_usage(FILE *out)
 		"  --console stdio|file:PATH|none   serial console backend (default stdio)\n"
 		"  --on-reboot restart|exit what a guest reboot or triple fault does (default restart)\n"
 		"  --cpu-model host|baseline  CPUID model (default host)\n"
-		"  --disk path=FILE[,readonly=on][,serial=ID][,aio=io_uring|native|threads][,cache=none|writeback]\n"
-		"  --rng                    a virtio-rng device fed from getrandom()\n"
-		"  --virtio-console stdio|file:PATH|none   a virtio-console device and its backend\n"
 		"  --api-sock PATH          QMP control socket\n"
 		"  --config FILE            JSON VM config; flags override it\n"
 		"  --shutdown-timeout SECS  on SIGTERM, wait this long after the power button (default 30)\n"
 		"  --hugepages              back RAM with 2 MiB hugepages\n"
 		"  --test-device            the MMIO test device used by test guests\n"
 		"  --debug-exit             isa-debug-exit at port 0xf4: the guest sets the exit status\n"
-		"                           to (v << 1) | 1 (default: only for the built-in demo)\n");
+		"                           to (v << 1) | 1 (default: only for the built-in demo)\n"
+		"\n"
+		"devices (options: key=value,key=value; booleans on|off; sizes with K/M/G/T):\n");
+	for (size_t i = 0; i < COUNT(legacy_device_options); i++)
+		if (is_legacy_active(legacy_device_options[i].opt.val))
+			fputs(legacy_device_options[i].usage, out);
+	for (const struct dev_option_table *t = dev_option_tables(); t; t = t->next) {
+		char *h = dev_options_help(t);
+
+		if (h)
+			fputs(h, out);
+		free(h);
+	}
 }
-
-enum {
-	OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_CONSOLE,
-	OPT_ON_REBOOT, OPT_CPU_MODEL, OPT_DISK, OPT_API_SOCK, OPT_CONFIG, OPT_HUGEPAGES,
-	OPT_TEST_DEVICE, OPT_SHUTDOWN_TIMEOUT, OPT_HELP, OPT_RNG, OPT_VIRTIO_CONSOLE,
-	OPT_DEBUG_EXIT,
-};
-
-static const struct option run_options[] = {
-	{ "kernel", required_argument, NULL, OPT_KERNEL },
-	{ "initrd", required_argument, NULL, OPT_INITRD },
-	{ "cmdline", required_argument, NULL, OPT_CMDLINE },
-	{ "cpus", required_argument, NULL, OPT_CPUS },
-	{ "memory", required_argument, NULL, OPT_MEMORY },
-	{ "console", required_argument, NULL, OPT_CONSOLE },
-	{ "on-reboot", required_argument, NULL, OPT_ON_REBOOT },
-	{ "cpu-model", required_argument, NULL, OPT_CPU_MODEL },
-	{ "disk", required_argument, NULL, OPT_DISK },
-	{ "api-sock", required_argument, NULL, OPT_API_SOCK },
-	{ "config", required_argument, NULL, OPT_CONFIG },
-	{ "shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT },
-	{ "hugepages", no_argument, NULL, OPT_HUGEPAGES },
-	{ "test-device", no_argument, NULL, OPT_TEST_DEVICE },
-	{ "debug-exit", no_argument, NULL, OPT_DEBUG_EXIT },
-	{ "help", no_argument, NULL, OPT_HELP },
-	{ "rng", no_argument, NULL, OPT_RNG },
-	{ "virtio-console", required_argument, NULL, OPT_VIRTIO_CONSOLE },
-	{ NULL, 0, NULL, 0 },
-};
 
 const char *args_find_config(int argc, char **argv)
 {
@@ -155,10 +231,138 @@ const char *args_find_config(int argc, char **argv)
 	return NULL;
 }
 
+/* Parse one instance's options now, into a scratch struct, so a bad value
+ * fails at the command line before any VM exists; realize parses again. */
+static int check_device_args(const struct dev_option_table *t, const char *how,
+			     const char *args, char *err, size_t errlen)
+{
+	void *scratch = calloc(1, t->size ? t->size : 1);
+	char why[224];
+	int r;
+
+	if (!scratch) {
+		snprintf(err, errlen, "%s: out of memory", how);
+		return -ENOMEM;
+	}
+	r = dev_options_parse(t, args, scratch, why, sizeof(why));
+	if (r == 0)
+		dev_options_free(t, scratch);
+	else
+		snprintf(err, errlen, "%s: %s", how, why);
+	free(scratch);
+	return r ? -EINVAL : 0;
+}
+
+static void remove_spec(struct vm_config *cfg, unsigned i)
+{
+	memmove(&cfg->devices[i], &cfg->devices[i + 1],
+		(cfg->nr_devices - i - 1) * sizeof(cfg->devices[0]));
+	cfg->nr_devices--;
+}
+
+/* --FLAG [ARGS]: one more instance of t. The first nr_from_file specs came
+ * from the config file: a single-instance device given there is replaced,
+ * repeatable ones are added to. */
+static int add_device(struct vm_config *cfg, const struct dev_option_table *t,
+		      const char *args, unsigned *nr_from_file, char *err, size_t errlen)
+{
+	unsigned max = t->max_instances ? t->max_instances : 1, n = 0;
+	char how[80];
+	int r;
+
+	snprintf(how, sizeof(how), "--%s", t->flag);
+	r = check_device_args(t, how, args, err, errlen);
+	if (r)
+		return r;
+	if (max == 1) {
+		for (unsigned i = 0; i < *nr_from_file; i++) {
+			if (!strcmp(cfg->devices[i].type, t->type)) {
+				remove_spec(cfg, i--);
+				(*nr_from_file)--;
+			}
+		}
+	}
+	for (unsigned i = 0; i < cfg->nr_devices; i++)
+		n += !strcmp(cfg->devices[i].type, t->type);
+	if (n >= max) {
+		if (max == 1)
+			snprintf(err, errlen, "--%s: given twice (one %s device at most)", t->flag,
+				 t->type);
+		else
+			snprintf(err, errlen, "--%s: at most %u %s devices", t->flag, max, t->type);
+		return -EINVAL;
+	}
+	if (cfg->nr_devices >= CONFIG_MAX_DEVICES) {
+		snprintf(err, errlen, "--%s: too many devices (at most %d in all)", t->flag,
+			 CONFIG_MAX_DEVICES);
+		return -EINVAL;
+	}
+	cfg->devices[cfg->nr_devices++] = (struct device_spec){ .type = t->type, .args = args };
+	return 0;
+}
+
+/* Whether a device instance's "backend" option (the chardev convention) is
+ * stdio. Specs in cfg were checked when added, so a parse failure is no. */
+static bool spec_uses_stdio(const struct dev_option_table *t, const char *args)
+{
+	const struct dev_option *o = NULL;
+	bool stdio = false;
+	void *scratch;
+	char why[128];
+
+	for (unsigned i = 0; i < t->nr_opts; i++)
+		if (!strcmp(t->opts[i].name, "backend"))
+			o = &t->opts[i];
+	if (!o || (o->type != DEV_OPT_STRING && o->type != DEV_OPT_ENUM))
+		return false;
+	scratch = calloc(1, t->size);
+	if (!scratch || dev_options_parse(t, args, scratch, why, sizeof(why))) {
+		free(scratch);
+		return false;
+	}
+	if (o->type == DEV_OPT_STRING) {
+		const char *v = *(char **)((char *)scratch + o->offset);
+
+		stdio = v && !strcmp(v, "stdio");
+	} else {
+		stdio = !strcmp(o->choices[*(unsigned *)((char *)scratch + o->offset)], "stdio");
+	}
+	dev_options_free(t, scratch);
+	free(scratch);
+	return stdio;
+}
+
+/* One terminal: at most one of --console and the devices may use stdio. */
+static int check_one_stdio(const struct vm_config *cfg, char *err, size_t errlen)
+{
+	const char *user = cfg->console == CONSOLE_STDIO ? "console" : NULL;
+
+	for (unsigned i = 0; i < cfg->nr_devices; i++) {
+		const struct dev_option_table *t = dev_option_table_find(cfg->devices[i].type);
+
+		if (!t || !spec_uses_stdio(t, cfg->devices[i].args))
+			continue;
+		if (user && !strcmp(user, "console")) {
+			snprintf(err, errlen, "--%s stdio needs --console file:PATH or none "
+				 "(one stdio backend)", t->flag);
+			return -EINVAL;
+		}
+		if (user) {
+			snprintf(err, errlen, "--%s stdio and --%s stdio: one stdio backend",
+				 user, t->flag);
+			return -EINVAL;
+		}
+		user = t->flag;
+	}
+	return 0;
+}
+
 #define bad(...) do { snprintf(err, errlen, __VA_ARGS__); ret = -EINVAL; goto out; } while (0)
 
 int args_parse_run(int argc, char **argv, struct vm_config *cfg, char *err, size_t errlen)
 {
+	const struct option *opts = args_long_options();
+	unsigned nr_from_file = cfg->nr_devices;
 	int opt, ret = 0;
 	uint64_t size;
 
@@ -166,7 +370,21 @@ int args_parse_run(int argc, char **argv, struct vm_config *cfg, char *err, size
 	 * inside "-ab" leaves getopt pointing into that argv. */
 	optind = 0;
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":", run_options, NULL)) != -1) {
+	/* '+': no permutation (run takes no operands), so the value of an
+	 * optional-argument flag may also follow as the next word. */
+	while ((opt = getopt_long(argc, argv, "+:", opts, NULL)) != -1) {
+		if (opt >= OPT_DEVICE && opt < OPT_DEVICE + MAX_DEVICE_TABLES &&
+		    dev_tables[opt - OPT_DEVICE]) {
+			const char *val = optarg;
+
+			if (!val && optind < argc && argv[optind][0] != '-')
+				val = argv[optind++];
+			ret = add_device(cfg, dev_tables[opt - OPT_DEVICE], val ? val : "",
+					 &nr_from_file, err, errlen);
+			if (ret)
+				goto out;
+			continue;
+		}
 		switch (opt) {
 		case OPT_KERNEL:
 			cfg->kernel = optarg;
@@ -252,6 +470,9 @@ int args_parse_run(int argc, char **argv, struct vm_config *cfg, char *err, size
 		case ':':
 			bad("%s: missing value", argv[optind - 1]);
 		default:
+			if (optopt >= OPT_KERNEL)	/* a known flag given a value */
+				bad("%.*s: takes no value", (int)strcspn(argv[optind - 1], "="),
+				    argv[optind - 1]);
 			bad("unknown option '%s' (see ember --help)", argv[optind - 1]);
 		}
 	}
@@ -262,6 +483,9 @@ int args_parse_run(int argc, char **argv, struct vm_config *cfg, char *err, size
 	if (cfg->virtio_console_enabled && cfg->virtio_console == CONSOLE_STDIO &&
 	    cfg->console == CONSOLE_STDIO)
 		bad("--virtio-console stdio needs --console file:PATH or none (one stdio backend)");
+	ret = check_one_stdio(cfg, err, errlen);
+	if (ret)
+		goto out;
 	if (cfg->initrd && !cfg->kernel)
 		bad("--initrd needs --kernel");
 out:

@@ -428,18 +428,25 @@ static unsigned vm_running_vcpus(struct vm *vm)
 	return n - vm->vcpus_exited;
 }
 
-int vm_pause(struct vm *vm)
+/* pause_busy serialises the transitions (and device save/load) across
+ * threads; vm->cond is shared with the vCPUs' pause wait, so every waiter
+ * loops on its own condition. */
+static void vm_exclusive_begin(struct vm *vm)
 {
-	pthread_mutex_lock(&vm->lock);
-	if (vm->state != VM_STATE_RUNNING) {
-		pthread_mutex_unlock(&vm->lock);
-		return vm->state == VM_STATE_PAUSED ? 0 : -EBUSY;
-	}
-	__atomic_store_n(&vm->state, VM_STATE_PAUSED, __ATOMIC_RELEASE);
-	pthread_cond_broadcast(&vm->cond);
-	pthread_mutex_unlock(&vm->lock);
-	vm_kick_all(vm);
+	while (vm->pause_busy)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	vm->pause_busy = true;
+}
 
+static void vm_exclusive_end(struct vm *vm)
+{
+	vm->pause_busy = false;
+	pthread_cond_broadcast(&vm->cond);
+}
+
+static void vm_park_vcpus(struct vm *vm)
+{
+	vm_kick_all(vm);
 	pthread_mutex_lock(&vm->lock);
 	while (vm->vcpus_paused < vm_running_vcpus(vm)) {
 		struct timespec ts;
@@ -458,6 +465,28 @@ int vm_pause(struct vm *vm)
 		}
 	}
 	pthread_mutex_unlock(&vm->lock);
+}
+
+int vm_pause(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm_exclusive_begin(vm);
+	if (vm->state != VM_STATE_RUNNING && vm->state != VM_STATE_PAUSED) {
+		vm_exclusive_end(vm);
+		pthread_mutex_unlock(&vm->lock);
+		return -EBUSY;
+	}
+	if (vm->pause_count++ > 0) {
+		/* Already paused and quiesced by an earlier holder. */
+		vm_exclusive_end(vm);
+		pthread_mutex_unlock(&vm->lock);
+		return 0;
+	}
+	__atomic_store_n(&vm->state, VM_STATE_PAUSED, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+
+	vm_park_vcpus(vm);
 	/* Nothing the guest wrote may sit in the ring while paused. */
 	vcpu_drain_coalesced(vm);
 	/* Then nothing may write guest memory or disk images. */
@@ -467,15 +496,22 @@ int vm_pause(struct vm *vm)
 		if (d->state && d->desc->pause)
 			d->desc->pause(d->state);
 	}
+	pthread_mutex_lock(&vm->lock);
+	vm_exclusive_end(vm);
+	pthread_mutex_unlock(&vm->lock);
 	return 0;
 }
 
 int vm_resume(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->lock);
-	if (vm->state != VM_STATE_PAUSED) {
+	vm_exclusive_begin(vm);
+	if (vm->state != VM_STATE_PAUSED || vm->pause_count == 0 || --vm->pause_count > 0) {
+		int ret = vm->state == VM_STATE_RUNNING || vm->state == VM_STATE_PAUSED ? 0 : -EBUSY;
+
+		vm_exclusive_end(vm);
 		pthread_mutex_unlock(&vm->lock);
-		return vm->state == VM_STATE_RUNNING ? 0 : -EBUSY;
+		return ret;
 	}
 	pthread_mutex_unlock(&vm->lock);
 	for (unsigned i = 0; i < vm->nr_devices; i++) {
@@ -486,7 +522,7 @@ int vm_resume(struct vm *vm)
 	}
 	pthread_mutex_lock(&vm->lock);
 	__atomic_store_n(&vm->state, VM_STATE_RUNNING, __ATOMIC_RELEASE);
-	pthread_cond_broadcast(&vm->cond);
+	vm_exclusive_end(vm);	/* broadcasts: the vCPUs run */
 	pthread_mutex_unlock(&vm->lock);
 	return 0;
 }
@@ -506,7 +542,9 @@ void vm_reset_devices_and_memory(struct vm *vm)
  * (vm_pause), devices reset (dropping every chain they held), and only then
  * is RAM zeroed, so no late completion lands in the new guest's memory.
  * Then the irqchip, the guest images, and every vCPU resets its own
- * registers when it next runs (KVM wants vCPU ioctls from its thread). */
+ * registers when it next runs (KVM wants vCPU ioctls from its thread).
+ * A VM that was paused before stays paused: vm_resume only releases the
+ * pause taken here. */
 int vm_reset(struct vm *vm)
 {
 	int ret;
@@ -514,21 +552,171 @@ int vm_reset(struct vm *vm)
 	ret = vm_pause(vm);
 	if (ret)
 		return ret;
+	pthread_mutex_lock(&vm->lock);
+	vm_exclusive_begin(vm);	/* no device save/load in between */
+	pthread_mutex_unlock(&vm->lock);
 	vm_reset_devices_and_memory(vm);
 	ret = irqchip_restore_reset_state(&vm->irqchip);
-	if (ret) {
-		log_err("reset: cannot restore irqchip state: %s", strerror(-ret));
-		return ret;
-	}
-	ret = vm_load_guest(vm);
 	if (ret)
-		return ret;
+		log_err("reset: cannot restore irqchip state: %s", strerror(-ret));
+	else
+		ret = vm_load_guest(vm);
 	pthread_mutex_lock(&vm->lock);
-	__atomic_add_fetch(&vm->reset_gen, 1, __ATOMIC_RELEASE);
-	__atomic_store_n(&vm->request, VM_REQ_NONE, __ATOMIC_RELEASE);
-	vm->request_cause = NULL;
+	if (!ret) {
+		__atomic_add_fetch(&vm->reset_gen, 1, __ATOMIC_RELEASE);
+		__atomic_store_n(&vm->request, VM_REQ_NONE, __ATOMIC_RELEASE);
+		vm->request_cause = NULL;
+	}
+	vm_exclusive_end(vm);
 	pthread_mutex_unlock(&vm->lock);
+	if (ret)
+		return ret;	/* the pause stays: the machine is in no state to run */
 	return vm_resume(vm);
+}
+
+unsigned vm_devices_power_button(struct vm *vm)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < vm->nr_devices; i++) {
+		struct vm_device_inst *d = &vm->devices[i];
+
+		if (d->state && d->desc->power_button) {
+			d->desc->power_button(d->state);
+			n++;
+		}
+	}
+	if (!n)
+		log_warn("no device has a power button; the press is dropped");
+	return n;
+}
+
+const struct device_qmp_command *vm_device_qmp_find(struct vm *vm, const char *name,
+						    void **state)
+{
+	for (unsigned i = 0; i < vm->nr_devices; i++) {
+		struct vm_device_inst *d = &vm->devices[i];
+
+		for (const struct device_qmp_command *c = d->desc->qmp; c && c->name; c++) {
+			if (strcmp(c->name, name) == 0) {
+				*state = d->state;
+				return c;
+			}
+		}
+	}
+	return NULL;
+}
+
+/* Held paused and exclusive (no pause, resume or reset transition) while
+ * devices save or load. */
+static int vm_devices_state_begin(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm_exclusive_begin(vm);
+	if (vm->state != VM_STATE_PAUSED || vm->pause_count == 0) {
+		vm_exclusive_end(vm);
+		pthread_mutex_unlock(&vm->lock);
+		return -EBUSY;
+	}
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
+}
+
+static void vm_devices_state_end(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm_exclusive_end(vm);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+json_t *vm_devices_save(struct vm *vm)
+{
+	json_t *all;
+
+	if (vm_devices_state_begin(vm)) {
+		log_err("device state can only be saved while the VM is paused");
+		return NULL;
+	}
+	all = json_object();
+	for (unsigned i = 0; all && i < vm->nr_devices; i++) {
+		struct vm_device_inst *d = &vm->devices[i];
+		json_t *one;
+
+		if (!d->state || !d->desc->save)
+			continue;
+		one = d->desc->save(d->state);
+		if (!json_is_object(one) || json_object_set_new(all, d->desc->name, one)) {
+			log_err("device %s: cannot save its state", d->desc->name);
+			if (!json_is_object(one))
+				json_decref(one);
+			json_decref(all);
+			all = NULL;
+		}
+	}
+	vm_devices_state_end(vm);
+	return all;
+}
+
+/* Everything load will need, checked before any device changes. */
+static int vm_devices_check_saved(struct vm *vm, json_t *saved, char *err, size_t errlen)
+{
+	const char *name;
+	json_t *val;
+
+	if (!json_is_object(saved)) {
+		snprintf(err, errlen, "saved device state is not a JSON object");
+		return -EINVAL;
+	}
+	json_object_foreach(saved, name, val) {
+		struct vm_device_inst *d = vm_find_device(vm, name);
+
+		if (!d || !d->state) {
+			snprintf(err, errlen, "%s: no such device in this VM", name);
+			return -EINVAL;
+		}
+		if (!d->desc->load) {
+			snprintf(err, errlen, "%s: the device cannot load state", name);
+			return -EINVAL;
+		}
+		if (!json_is_object(val)) {
+			snprintf(err, errlen, "%s: saved state is not a JSON object", name);
+			return -EINVAL;
+		}
+	}
+	for (unsigned i = 0; i < vm->nr_devices; i++) {
+		struct vm_device_inst *d = &vm->devices[i];
+
+		if (d->state && d->desc->save && !json_object_get(saved, d->desc->name)) {
+			snprintf(err, errlen, "%s: no saved state for this device", d->desc->name);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+int vm_devices_load(struct vm *vm, json_t *saved, char *err, size_t errlen)
+{
+	int ret;
+
+	if (vm_devices_state_begin(vm)) {
+		snprintf(err, errlen, "device state can only be loaded while the VM is paused");
+		return -EBUSY;
+	}
+	ret = vm_devices_check_saved(vm, saved, err, errlen);
+	for (unsigned i = 0; !ret && i < vm->nr_devices; i++) {
+		struct vm_device_inst *d = &vm->devices[i];
+		json_t *one = json_object_get(saved, d->desc->name);
+		char why[256] = "";
+
+		if (!one)
+			continue;
+		ret = d->desc->load(d->state, one, why, sizeof(why));
+		if (ret)
+			snprintf(err, errlen, "%s: %s", d->desc->name,
+				 why[0] ? why : strerror(-ret));
+	}
+	vm_devices_state_end(vm);
+	return ret;
 }
 
 static void vm_stop(struct vm *vm)

@@ -19,6 +19,7 @@ struct vcpu;
 struct evloop;
 struct qmp_server;
 struct qmp_block_info;
+struct json_t;
 
 enum vm_state {
 	VM_STATE_CREATED,
@@ -79,6 +80,11 @@ struct vm {
 	const char *request_cause;
 	int exit_status;
 	unsigned vcpus_paused;	/* vCPUs parked in the pause wait */
+	/* Pauses held (vm_pause calls not yet matched by vm_resume); the VM
+	 * runs again when the last is released. pause_busy: a pause, resume,
+	 * reset or device save/load is under way; the others wait for it. */
+	unsigned pause_count;
+	bool pause_busy;
 	unsigned vcpus_exited;
 	int request_efd;	/* eventfd: wakes the main loop on a request */
 
@@ -91,6 +97,7 @@ struct vm {
 	int watchdog_fd;	/* systemd watchdog keep-alive timer */
 	bool guest_panicked;
 	bool error_stopped;
+	bool qmp_stopped;	/* QMP stop holds one pause until cont */
 	/* query-block: the disk device fills entry `index` (-ENOENT past the end). */
 	int (*block_info)(struct vm *vm, unsigned index, struct qmp_block_info *out);
 };
@@ -111,7 +118,13 @@ void vm_request_panic(struct vm *vm, const char *cause);
 
 /* Pause: park every vCPU (blocking until they are), drain the coalesced
  * ring, then pause every device (their I/O finishes; nothing writes guest
- * memory or disk images until vm_resume). Resume: devices, then vCPUs. */
+ * memory or disk images until vm_resume). Resume: devices, then vCPUs.
+ * Pauses nest and may come from several threads (QMP stop on the main
+ * loop, a snapshot elsewhere): the first does the work and the others
+ * return once it is done; the VM runs again at the last vm_resume.
+ * Devices see one pause and one resume. -EBUSY when the VM is neither
+ * running nor paused (created, stopping); vm_resume without a pause held
+ * returns 0 and does nothing. */
 int vm_pause(struct vm *vm);
 int vm_resume(struct vm *vm);
 /* The device half of vm_reset(), with the VM paused: reset every device,
@@ -125,7 +138,6 @@ int vm_reset(struct vm *vm);
 int vm_control_start(struct vm *vm) __attribute__((warn_unused_result));
 void vm_control_stop(struct vm *vm);
 /* Emit a QMP event (data is stolen; may be NULL). Thread-safe. */
-struct json_t;
 void vm_emit_event(struct vm *vm, const char *name, struct json_t *data);
 /* SIGTERM: press the power button, quit after cfg->shutdown_timeout_s. */
 void vm_graceful_shutdown(struct vm *vm, const char *cause);
@@ -139,5 +151,25 @@ extern const struct device_machine_ops vm_device_machine_ops;
 
 /* Find a realized device's state by name (NULL if absent or disabled). */
 void *vm_device_state(struct vm *vm, const char *name);
+
+/* The host pressed the power button: every realized device's power_button
+ * hook runs (the ACPI PM device raises its SCI). Returns how many did. */
+unsigned vm_devices_power_button(struct vm *vm);
+
+/* Device state for snapshots; the VM must be paused (-EBUSY / NULL
+ * otherwise). Save: an object keyed by device name holding each realized
+ * device's desc->save (devices without the hook are left out); NULL, with
+ * the reason logged, on failure. Load: the whole object is checked first
+ * (an object, no unknown or absent devices, no device without a load
+ * hook, nothing missing for a device that saves), then every device
+ * loads its part; -EINVAL with "device: reason" in err on failure. */
+struct json_t *vm_devices_save(struct vm *vm);
+int vm_devices_load(struct vm *vm, struct json_t *saved, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/* The first realized device (state may be NULL: disabled by config) whose
+ * desc->qmp offers `name`, and that device's state; NULL if none. */
+const struct device_qmp_command *vm_device_qmp_find(struct vm *vm, const char *name,
+						    void **state);
 
 #endif

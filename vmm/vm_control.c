@@ -13,7 +13,6 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
-#include "devices/acpi/pm.h"
 #include "vmm/control/qmp.h"
 #include "base/evloop.h"
 #include "base/log.h"
@@ -41,17 +40,23 @@ static enum qmp_run_state backend_query_status(void *opaque)
 	}
 }
 
+/* QMP stop holds one pause (vm_pause nests) until cont releases it, so a
+ * snapshot's pause in between cannot resume a stopped VM, nor cont one
+ * being saved. */
 static int backend_stop(void *opaque, char *err, size_t errlen)
 {
 	struct vm *vm = opaque;
 	int ret;
 
-	if (__atomic_load_n(&vm->state, __ATOMIC_ACQUIRE) == VM_STATE_PAUSED)
+	if (vm->qmp_stopped)
 		return 1;
 	ret = vm_pause(vm);
-	if (ret)
+	if (ret) {
 		snprintf(err, errlen, "cannot pause the VM in its current state");
-	return ret;
+		return ret;
+	}
+	vm->qmp_stopped = true;
+	return 0;
 }
 
 static int backend_cont(void *opaque, char *err, size_t errlen)
@@ -59,35 +64,34 @@ static int backend_cont(void *opaque, char *err, size_t errlen)
 	struct vm *vm = opaque;
 	int ret;
 
-	if (__atomic_load_n(&vm->state, __ATOMIC_ACQUIRE) == VM_STATE_RUNNING)
+	if (!vm->qmp_stopped)
 		return 1;
 	ret = vm_resume(vm);
-	if (ret)
+	if (ret) {
 		snprintf(err, errlen, "cannot resume the VM in its current state");
-	return ret;
+		return ret;
+	}
+	vm->qmp_stopped = false;
+	return 0;
 }
 
 static int backend_powerdown(void *opaque, char *err, size_t errlen)
 {
 	(void)err;
 	(void)errlen;
-	acpi_pm_press_power_button(opaque);
+	vm_devices_power_button(opaque);
 	return 0;
 }
 
+/* A stopped VM stays stopped: vm_reset releases only its own pause. */
 static int backend_reset(void *opaque, char *err, size_t errlen)
 {
-	struct vm *vm = opaque;
-	bool was_paused = vm->state == VM_STATE_PAUSED;
-	int ret = vm_reset(vm);
+	int ret = vm_reset(opaque);
 
 	if (ret) {
 		snprintf(err, errlen, "reset failed: %s", strerror(-ret));
 		return ret;
 	}
-	/* A reset does not change whether the VM was paused. */
-	if (was_paused)
-		vm_pause(vm);
 	return 0;
 }
 
@@ -292,7 +296,7 @@ void vm_graceful_shutdown(struct vm *vm, const char *cause)
 		vm_request_quit(vm, cause);
 		return;
 	}
-	acpi_pm_press_power_button(vm);
+	vm_devices_power_button(vm);
 	vm_emit_event(vm, "POWERDOWN", NULL);
 	vm->shutdown_timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	if (vm->shutdown_timer_fd < 0 ||

@@ -9,10 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "devices/device.h"
-#include "vmm/acpi/acpi.h"
+#include "base/bus.h"
 #include "base/log.h"
-#include "vmm/vm.h"
+#include "devices/device.h"
+#include "irqchip/irqchip.h"
+#include "vmm/acpi/acpi.h"
 
 /* Register offsets from ACPI_PM1A_EVT_PORT. */
 #define PM1_STS		0
@@ -29,7 +30,7 @@
 #define PM1_CNT_SLP_EN	(1u << 13)
 
 struct acpi_pm {
-	struct vm *vm;
+	struct device_ctx ctx;
 	pthread_mutex_t lock;
 	uint16_t reg[PM_NR_REG16];	/* indexed by offset / 2 */
 	struct ratelimit sleep_rl;	/* under lock */
@@ -46,7 +47,7 @@ static void pm_update_sci(struct acpi_pm *pm)
 	if (level == pm->sci)
 		return;
 	pm->sci = level;
-	if (irqchip_set_line(&pm->vm->irqchip, ACPI_SCI_IRQ, level))
+	if (irqchip_set_line(pm->ctx.irqchip, ACPI_SCI_IRQ, level))
 		log_warn("acpi-pm: cannot drive SCI (GSI %d) to %d", ACPI_SCI_IRQ, level);
 }
 
@@ -77,7 +78,7 @@ static void pm_sleep(struct acpi_pm *pm, unsigned typ)
 	bool allow;
 
 	if (typ == ACPI_S5_SLP_TYP) {
-		vm_request_poweroff(pm->vm, "ACPI S5 (PM1a_CNT)");
+		device_request(&pm->ctx, DEVICE_REQ_POWEROFF, 0, "ACPI S5 (PM1a_CNT)");
 		return;
 	}
 	pthread_mutex_lock(&pm->lock);
@@ -123,11 +124,11 @@ static void pm_write(void *opaque, uint64_t offset, const void *data, unsigned l
 	pm_update_sci(pm);
 	pthread_mutex_unlock(&pm->lock);
 
-	/* vm_request_* take the VM lock: call them without ours. */
+	/* Machine requests take the machine's lock: make them without ours. */
 	if (sleep)
 		pm_sleep(pm, typ);
 	if (reset)
-		vm_request_reset(pm->vm, "ACPI reset register");
+		device_request(&pm->ctx, DEVICE_REQ_RESET, 0, "ACPI reset register");
 }
 
 static const struct bus_dev_ops pm_ops = {
@@ -135,14 +136,11 @@ static const struct bus_dev_ops pm_ops = {
 	.write = pm_write,
 };
 
-void acpi_pm_press_power_button(struct vm *vm)
+/* The host pressed the power button (QMP system_powerdown, SIGTERM). */
+static void pm_power_button(void *state)
 {
-	struct acpi_pm *pm = vm_device_state(vm, ACPI_PM_DEVICE_NAME);
+	struct acpi_pm *pm = state;
 
-	if (!pm) {
-		log_warn("acpi-pm: no ACPI PM device; power button press dropped");
-		return;
-	}
 	pthread_mutex_lock(&pm->lock);
 	pm->reg[REG_STS] |= PM1_PWRBTN;
 	pm_update_sci(pm);
@@ -151,21 +149,19 @@ void acpi_pm_press_power_button(struct vm *vm)
 
 static int pm_realize(const struct device_desc *desc, struct device_ctx *ctx, void **state)
 {
-	struct vm *vm = ctx->machine;	/* transitional */
-
-	(void)desc;
 	struct acpi_pm *pm;
 	int ret;
 
+	(void)desc;
 	pm = calloc(1, sizeof(*pm));
 	if (!pm)
 		return -ENOMEM;
-	pm->vm = vm;
+	pm->ctx = *ctx;
 	pm->sleep_rl = (struct ratelimit)RATELIMIT_INIT(5000, 5);
 	ret = -pthread_mutex_init(&pm->lock, NULL);
 	if (ret)
 		goto err_free;
-	ret = bus_register(&vm->pio_bus, ACPI_PM1A_EVT_PORT, PM_RANGE_LEN, &pm_ops, pm,
+	ret = bus_register(ctx->pio_bus, ACPI_PM1A_EVT_PORT, PM_RANGE_LEN, &pm_ops, pm,
 			   ACPI_PM_DEVICE_NAME);
 	if (ret)
 		goto err_mutex;
@@ -195,7 +191,7 @@ static void pm_destroy(void *state)
 
 	if (!pm)
 		return;
-	bus_unregister(&pm->vm->pio_bus, ACPI_PM1A_EVT_PORT);
+	bus_unregister(pm->ctx.pio_bus, ACPI_PM1A_EVT_PORT);
 	pthread_mutex_destroy(&pm->lock);
 	free(pm);
 }
@@ -205,6 +201,7 @@ static struct device_desc acpi_pm_desc = {
 	.level = DEVICE_LEVEL_LEGACY,
 	.realize = pm_realize,
 	.reset = pm_reset,
+	.power_button = pm_power_button,
 	.destroy = pm_destroy,
 };
 DEVICE_REGISTER(acpi_pm_desc);

@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "devices/device.h"
+#include "base/bus.h"
 #include "base/log.h"
-#include "vmm/vm.h"
+#include "devices/device.h"
 
 /* Output port bits: bit 0 low holds the CPU in reset, bit 1 is A20. */
 #define I8042_OUTPORT_RESET	0x01
@@ -144,7 +144,7 @@ bool i8042_write_command(struct i8042 *k, uint8_t cmd)
 
 struct i8042_dev {
 	pthread_mutex_t lock;
-	struct vm *vm;
+	struct device_ctx ctx;
 	struct i8042 k;
 	struct ratelimit rl;
 };
@@ -153,7 +153,7 @@ static void i8042_dev_reset_request(void *opaque, const char *cause)
 {
 	struct i8042_dev *d = opaque;
 
-	vm_request_reset(d->vm, cause);
+	device_request(&d->ctx, DEVICE_REQ_RESET, 0, cause);
 }
 
 static void i8042_io_read(void *opaque, uint64_t offset, void *data, unsigned len,
@@ -219,32 +219,30 @@ static const struct bus_dev_ops i8042_cmd_ops = {
 
 static int i8042_realize(const struct device_desc *desc, struct device_ctx *ctx, void **state)
 {
-	struct vm *vm = ctx->machine;	/* transitional */
-
-	(void)desc;
 	struct i8042_dev *d;
 	int ret;
 
+	(void)desc;
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
-	d->vm = vm;
+	d->ctx = *ctx;
 	d->rl = (struct ratelimit)RATELIMIT_INIT(5000, 5);
 	i8042_init(&d->k, i8042_dev_reset_request, d);
 	ret = -pthread_mutex_init(&d->lock, NULL);
 	if (ret)
 		goto err_free;
-	ret = bus_register(&vm->pio_bus, I8042_DATA_PORT, 1, &i8042_data_ops, d, "i8042-data");
+	ret = bus_register(ctx->pio_bus, I8042_DATA_PORT, 1, &i8042_data_ops, d, "i8042-data");
 	if (ret)
 		goto err_mutex;
-	ret = bus_register(&vm->pio_bus, I8042_CMD_PORT, 1, &i8042_cmd_ops, d, "i8042-cmd");
+	ret = bus_register(ctx->pio_bus, I8042_CMD_PORT, 1, &i8042_cmd_ops, d, "i8042-cmd");
 	if (ret)
 		goto err_data;
 	*state = d;
 	return 0;
 
 err_data:
-	bus_unregister(&vm->pio_bus, I8042_DATA_PORT);
+	bus_unregister(ctx->pio_bus, I8042_DATA_PORT);
 err_mutex:
 	pthread_mutex_destroy(&d->lock);
 err_free:
@@ -267,8 +265,8 @@ static void i8042_destroy(void *state)
 
 	if (!d)
 		return;
-	bus_unregister(&d->vm->pio_bus, I8042_CMD_PORT);
-	bus_unregister(&d->vm->pio_bus, I8042_DATA_PORT);
+	bus_unregister(d->ctx.pio_bus, I8042_CMD_PORT);
+	bus_unregister(d->ctx.pio_bus, I8042_DATA_PORT);
 	pthread_mutex_destroy(&d->lock);
 	free(d);
 }

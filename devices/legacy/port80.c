@@ -1,7 +1,7 @@
 /* Port 0x80, the POST diagnostic port: guests write it as an I/O delay.
  * Writes are dropped and reads are all ones, on the shortest path. */
+#include "base/bus.h"
 #include "devices/device.h"
-#include "vmm/vm.h"
 
 #define PORT80 0x80
 
@@ -19,25 +19,23 @@ static const struct bus_dev_ops port80_ops = {
 	.write = port80_write,
 };
 
+/* The state is the bus, for destroy. */
 static int port80_realize(const struct device_desc *desc, struct device_ctx *ctx, void **state)
 {
-	struct vm *vm = ctx->machine;	/* transitional */
+	int ret;
 
 	(void)desc;
-	int ret = bus_register(&vm->pio_bus, PORT80, 1, &port80_ops, NULL, "port80");
-
+	ret = bus_register(ctx->pio_bus, PORT80, 1, &port80_ops, NULL, "port80");
 	if (ret)
 		return ret;
-	*state = vm;
+	*state = ctx->pio_bus;
 	return 0;
 }
 
 static void port80_destroy(void *state)
 {
-	struct vm *vm = state;
-
-	if (vm)
-		bus_unregister(&vm->pio_bus, PORT80);
+	if (state)
+		bus_unregister(state, PORT80);
 }
 
 static struct device_desc port80_desc = {

@@ -4,11 +4,12 @@
  * status 2), instead of learning of it only when the guest reboots. Reads
  * return the events supported; writes report them. Linux: pvpanic-mmio. */
 #include <errno.h>
+#include <stdlib.h>
 
+#include "base/bus.h"
+#include "base/log.h"
 #include "devices/device.h"
 #include "vmm/acpi/acpi.h"
-#include "base/log.h"
-#include "vmm/vm.h"
 
 #define PVPANIC_PORT		0x505
 #define PVPANIC_PANICKED	(1u << 0)
@@ -28,14 +29,14 @@ static struct ratelimit crash_loaded_rl = RATELIMIT_INIT(5000, 2);
 
 static void pvpanic_write(void *opaque, uint64_t offset, const void *data, unsigned len)
 {
-	struct vm *vm = opaque;
+	const struct device_ctx *ctx = opaque;
 	uint8_t v;
 
 	if (offset != 0 || len == 0)
 		return;
 	v = *(const uint8_t *)data;
 	if (v & PVPANIC_PANICKED)
-		vm_request_panic(vm, "guest kernel panic (pvpanic)");
+		device_request(ctx, DEVICE_REQ_PANIC, 0, "guest kernel panic (pvpanic)");
 	else if ((v & PVPANIC_CRASH_LOADED) && ratelimit_allow(&crash_loaded_rl))
 		log_info("guest loaded a crash kernel (pvpanic)");
 }
@@ -45,23 +46,34 @@ static const struct bus_dev_ops pvpanic_ops = {
 	.write = pvpanic_write,
 };
 
+/* The state is a copy of the context: the port and the panic request. */
 static int pvpanic_realize(const struct device_desc *desc, struct device_ctx *ctx, void **state)
 {
-	struct vm *vm = ctx->machine;	/* transitional */
+	struct device_ctx *copy;
+	int ret;
 
 	(void)desc;
-	int ret = bus_register(&vm->pio_bus, PVPANIC_PORT, 1, &pvpanic_ops, vm, "pvpanic");
-
-	*state = ret ? NULL : vm;
-	return ret;
+	copy = malloc(sizeof(*copy));
+	if (!copy)
+		return -ENOMEM;
+	*copy = *ctx;
+	ret = bus_register(ctx->pio_bus, PVPANIC_PORT, 1, &pvpanic_ops, copy, "pvpanic");
+	if (ret) {
+		free(copy);
+		return ret;
+	}
+	*state = copy;
+	return 0;
 }
 
 static void pvpanic_destroy(void *state)
 {
-	struct vm *vm = state;
+	struct device_ctx *ctx = state;
 
-	if (vm)
-		bus_unregister(&vm->pio_bus, PVPANIC_PORT);
+	if (!ctx)
+		return;
+	bus_unregister(ctx->pio_bus, PVPANIC_PORT);
+	free(ctx);
 }
 
 static struct device_desc pvpanic_desc = {

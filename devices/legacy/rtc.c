@@ -5,10 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "devices/device.h"
+#include "base/bus.h"
 #include "base/guest_mem.h"
 #include "base/log.h"
-#include "vmm/vm.h"
+#include "devices/device.h"
+#include "vmm/config.h"
 
 #define KiB 1024ULL
 #define MiB (1024 * KiB)
@@ -297,7 +298,7 @@ void rtc_cmos_write(struct rtc_cmos *c, unsigned port_off, uint8_t val, time_t n
 
 struct rtc_dev {
 	pthread_mutex_t lock;
-	struct vm *vm;
+	struct bus *pio_bus;
 	struct rtc_cmos c;
 };
 
@@ -332,28 +333,26 @@ static const struct bus_dev_ops rtc_ops = {
 
 static int rtc_realize(const struct device_desc *desc, struct device_ctx *ctx, void **state)
 {
-	struct vm *vm = ctx->machine;	/* transitional */
-
-	(void)desc;
 	uint64_t below_4g, end, above_4g;
 	struct rtc_dev *d;
 	int ret;
 
+	(void)desc;
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
-	d->vm = vm;
+	d->pio_bus = ctx->pio_bus;
 	ret = -pthread_mutex_init(&d->lock, NULL);
 	if (ret)
 		goto err_free;
 
-	below_4g = gm_low_ram_end(&vm->mem);
-	end = gm_ram_end(&vm->mem);
+	below_4g = gm_low_ram_end(ctx->mem);
+	end = gm_ram_end(ctx->mem);
 	above_4g = end > 4 * GiB ? end - 4 * GiB : 0;
 	rtc_cmos_init(&d->c);
-	rtc_cmos_set_memory(&d->c, below_4g, above_4g, vm->cfg ? vm->cfg->cpus : 1);
+	rtc_cmos_set_memory(&d->c, below_4g, above_4g, ctx->cfg ? ctx->cfg->cpus : 1);
 
-	ret = bus_register(&vm->pio_bus, RTC_PORT_BASE, 2, &rtc_ops, d, "rtc");
+	ret = bus_register(ctx->pio_bus, RTC_PORT_BASE, 2, &rtc_ops, d, "rtc");
 	if (ret)
 		goto err_mutex;
 	*state = d;
@@ -381,7 +380,7 @@ static void rtc_destroy(void *state)
 
 	if (!d)
 		return;
-	bus_unregister(&d->vm->pio_bus, RTC_PORT_BASE);
+	bus_unregister(d->pio_bus, RTC_PORT_BASE);
 	pthread_mutex_destroy(&d->lock);
 	free(d);
 }

@@ -9,12 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/bus.h"
+#include "base/log.h"
 #include "devices/chardev/chardev.h"
 #include "devices/device.h"
 #include "devices/legacy/uart_16550.h"
 #include "irqchip/irqchip.h"
-#include "base/log.h"
-#include "vmm/vm.h"
 
 #define SERIAL_BASE	0x3f8
 #define SERIAL_IRQ	4
@@ -22,7 +22,7 @@
 
 struct serial {
 	pthread_mutex_t lock;
-	struct vm *vm;
+	struct device_ctx ctx;
 	struct uart16550 uart;
 	struct chardev *chr;
 
@@ -74,7 +74,7 @@ static void serial_writable(void *opaque)
 static void serial_set_irq(void *opaque, bool level)
 {
 	struct serial *s = opaque;
-	int ret = irqchip_set_line(&s->vm->irqchip, SERIAL_IRQ, level);
+	int ret = irqchip_set_line(s->ctx.irqchip, SERIAL_IRQ, level);
 
 	if (ret < 0 && ratelimit_allow(&s->rl))
 		log_warn("serial: cannot set IRQ %d: %s", SERIAL_IRQ, strerror(-ret));
@@ -144,7 +144,7 @@ static void serial_quit(void *opaque)
 {
 	struct serial *s = opaque;
 
-	vm_request_quit(s->vm, "console escape C-a x");
+	device_request(&s->ctx, DEVICE_REQ_QUIT, 0, "console escape C-a x");
 }
 
 static void serial_io_read(void *opaque, uint64_t offset, void *data, unsigned len)
@@ -176,16 +176,14 @@ static const struct bus_dev_ops serial_ops = {
 
 static int serial_realize(const struct device_desc *desc, struct device_ctx *ctx, void **state)
 {
-	struct vm *vm = ctx->machine;	/* transitional */
-
-	(void)desc;
 	struct serial *s;
 	int ret;
 
+	(void)desc;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	s->vm = vm;
+	s->ctx = *ctx;
 	s->rl = (struct ratelimit)RATELIMIT_INIT(5000, 5);
 	ret = -pthread_mutex_init(&s->lock, NULL);
 	if (ret)
@@ -197,12 +195,12 @@ static int serial_realize(const struct device_desc *desc, struct device_ctx *ctx
 	}
 	uart16550_init(&s->uart, serial_tx, serial_set_irq, s);
 
-	s->chr = chardev_create(vm->cfg, vm->loop, serial_input, serial_quit, s, &ret);
+	s->chr = chardev_create(ctx->cfg, ctx->loop, serial_input, serial_quit, s, &ret);
 	if (!s->chr)
 		goto err_in;
 	chardev_set_writable_cb(s->chr, serial_writable, s);
 
-	ret = bus_register(&vm->pio_bus, SERIAL_BASE, UART_NR_REGS, &serial_ops, s, "serial");
+	ret = bus_register(ctx->pio_bus, SERIAL_BASE, UART_NR_REGS, &serial_ops, s, "serial");
 	if (ret)
 		goto err_chr;
 
@@ -236,7 +234,7 @@ static void serial_destroy(void *state)
 
 	if (!s)
 		return;
-	bus_unregister(&s->vm->pio_bus, SERIAL_BASE);
+	bus_unregister(s->ctx.pio_bus, SERIAL_BASE);
 	chardev_destroy(s->chr);
 	free(s->in);
 	pthread_mutex_destroy(&s->lock);

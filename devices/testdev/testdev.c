@@ -6,10 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "accel/kvm.h"
-#include "devices/device.h"
+#include "base/bus.h"
 #include "base/log.h"
-#include "vmm/vm.h"
+#include "devices/device.h"
+#include "vmm/config.h"
 
 #define TESTDEV_BASE		0xD0000000ULL
 #define TESTDEV_SIZE		0x200
@@ -20,6 +20,7 @@
 #define TESTDEV_RESET		0x108
 
 struct testdev {
+	struct bus *mmio_bus;
 	pthread_mutex_t lock;
 	uint32_t received;
 	uint32_t out_of_order;
@@ -65,23 +66,22 @@ static const struct bus_dev_ops testdev_ops = {
 
 static int testdev_realize(const struct device_desc *desc, struct device_ctx *ctx, void **state)
 {
-	struct vm *vm = ctx->machine;	/* transitional */
-
-	(void)desc;
 	struct testdev *t;
 	int ret;
 
+	(void)desc;
 	*state = NULL;
-	if (!vm->cfg->test_device)
+	if (!ctx->cfg->test_device)
 		return 0;
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
+	t->mmio_bus = ctx->mmio_bus;
 	pthread_mutex_init(&t->lock, NULL);
-	ret = bus_register(&vm->mmio_bus, TESTDEV_BASE, TESTDEV_SIZE, &testdev_ops, t, "testdev");
+	ret = bus_register(ctx->mmio_bus, TESTDEV_BASE, TESTDEV_SIZE, &testdev_ops, t, "testdev");
 	if (ret)
 		goto err_free;
-	ret = kvm_register_coalesced_mmio(vm->kvm, TESTDEV_BASE, TESTDEV_COALESCED_SIZE);
+	ret = device_coalesced_zone(ctx, TESTDEV_BASE, TESTDEV_COALESCED_SIZE, false, true);
 	if (ret) {
 		log_err("testdev: cannot register coalesced MMIO zone: %s", strerror(-ret));
 		goto err_unregister;
@@ -90,7 +90,7 @@ static int testdev_realize(const struct device_desc *desc, struct device_ctx *ct
 	return 0;
 
 err_unregister:
-	bus_unregister(&vm->mmio_bus, TESTDEV_BASE);
+	bus_unregister(ctx->mmio_bus, TESTDEV_BASE);
 err_free:
 	free(t);
 	return ret;
@@ -108,7 +108,13 @@ static void testdev_reset(void *state)
 
 static void testdev_destroy(void *state)
 {
-	free(state);
+	struct testdev *t = state;
+
+	if (!t)
+		return;
+	bus_unregister(t->mmio_bus, TESTDEV_BASE);
+	pthread_mutex_destroy(&t->lock);
+	free(t);
 }
 
 static struct device_desc testdev_desc = {

@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +16,8 @@
 #include "vmm/acpi/acpi.h"
 #include "vmm/boot/boot.h"
 #include "base/guest_mem.h"
-#include "vmm/vm.h"
+#include "base/bus.h"
+#include "irqchip/irqchip.h"
 #include "helpers/ck_run.h"
 #include "helpers/stderr_capture.h"
 
@@ -463,57 +463,74 @@ START_TEST(test_dump)
 }
 END_TEST
 
-/* The PM device through the PIO bus, with a VM that has no KVM behind it:
- * the SCI cannot be observed (irqchip_set_line fails and is logged), the
- * register semantics and VM requests can. */
+/* The PM device through the PIO bus, with a device context that has no KVM
+ * behind it: the SCI cannot be observed (irqchip_set_line fails and is
+ * logged), the register semantics and machine requests can. */
 struct pm_env {
-	struct vm vm;
 	struct kvm_vm kvm;
-	struct vm_device_inst inst;
+	struct irqchip irqchip;
+	struct bus pio_bus;
+	struct device_ctx ctx;
+	const struct device_desc *desc;
+	void *state;
+	/* The machine's side: the requests the device made. */
+	unsigned nr_requests;
+	enum device_machine_request req;
+	const char *cause;
+};
+
+static void fake_request(void *machine, enum device_machine_request req, int status,
+			 const char *cause)
+{
+	struct pm_env *e = machine;
+
+	(void)status;
+	e->nr_requests++;
+	e->req = req;
+	e->cause = cause;
+}
+
+static const struct device_machine_ops fake_machine_ops = {
+	.request = fake_request,
 };
 
 static void pm_env_init(struct pm_env *e)
 {
-	struct device_desc *d;
-
 	memset(e, 0, sizeof(*e));
 	e->kvm.vm_fd = -1;
-	e->vm.irqchip.kvm = &e->kvm;
-	ck_assert_int_eq(bus_init(&e->vm.pio_bus, "pio"), 0);
-	ck_assert_int_eq(pthread_mutex_init(&e->vm.lock, NULL), 0);
-	e->vm.request_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	ck_assert_int_ge(e->vm.request_efd, 0);
-	for (d = device_list(); d; d = d->next)
-		if (!strcmp(d->name, ACPI_PM_DEVICE_NAME))
-			break;
-	ck_assert_ptr_nonnull(d);
-	ck_assert_int_eq(d->level, DEVICE_LEVEL_LEGACY);
-	e->vm.dev_ctx = (struct device_ctx){ .pio_bus = &e->vm.pio_bus, .irqchip = &e->vm.irqchip,
-					     .ops = &vm_device_machine_ops, .machine = &e->vm };
-	ck_assert_int_eq(d->realize(d, &e->vm.dev_ctx, &e->inst.state), 0);
-	e->inst.desc = d;
-	e->vm.devices = &e->inst;
-	e->vm.nr_devices = 1;
+	e->irqchip.kvm = &e->kvm;
+	ck_assert_int_eq(bus_init(&e->pio_bus, "pio"), 0);
+	e->desc = device_find(ACPI_PM_DEVICE_NAME);
+	ck_assert_ptr_nonnull(e->desc);
+	ck_assert_int_eq(e->desc->level, DEVICE_LEVEL_LEGACY);
+	ck_assert_ptr_nonnull(e->desc->power_button);
+	e->ctx = (struct device_ctx){ .pio_bus = &e->pio_bus, .irqchip = &e->irqchip,
+				      .ops = &fake_machine_ops, .machine = e };
+	ck_assert_int_eq(e->desc->realize(e->desc, &e->ctx, &e->state), 0);
 }
 
 static void pm_env_free(struct pm_env *e)
 {
-	e->inst.desc->destroy(e->inst.state);
-	close(e->vm.request_efd);
-	bus_destroy(&e->vm.pio_bus);
+	e->desc->destroy(e->state);
+	bus_destroy(&e->pio_bus);
+}
+
+static void press_power_button(struct pm_env *e)
+{
+	e->desc->power_button(e->state);
 }
 
 static uint16_t pio_rd16(struct pm_env *e, uint16_t port)
 {
 	uint16_t v = 0;
 
-	ck_assert(bus_read(&e->vm.pio_bus, port, &v, 2));
+	ck_assert(bus_read(&e->pio_bus, port, &v, 2));
 	return v;
 }
 
 static void pio_wr16(struct pm_env *e, uint16_t port, uint16_t v)
 {
-	ck_assert(bus_write(&e->vm.pio_bus, port, &v, 2));
+	ck_assert(bus_write(&e->pio_bus, port, &v, 2));
 }
 
 START_TEST(test_pm_registers)
@@ -528,21 +545,21 @@ START_TEST(test_pm_registers)
 
 	pio_wr16(&e, ACPI_PM1A_EVT_PORT + 2, 1u << 8);		/* PWRBTN_EN */
 	ck_assert_uint_eq(pio_rd16(&e, ACPI_PM1A_EVT_PORT + 2), 1u << 8);
-	acpi_pm_press_power_button(&e.vm);
+	press_power_button(&e);
 	ck_assert_uint_eq(pio_rd16(&e, ACPI_PM1A_EVT_PORT), 1u << 8);
 	/* A 32-bit read covers STS and EN. */
-	ck_assert(bus_read(&e.vm.pio_bus, ACPI_PM1A_EVT_PORT, &evt, 4));
+	ck_assert(bus_read(&e.pio_bus, ACPI_PM1A_EVT_PORT, &evt, 4));
 	ck_assert_uint_eq(evt, 1u << 8 | 1u << 24);
 	/* Writing 0 leaves the status; writing 1 clears it. */
 	pio_wr16(&e, ACPI_PM1A_EVT_PORT, 0);
 	ck_assert_uint_eq(pio_rd16(&e, ACPI_PM1A_EVT_PORT), 1u << 8);
 	b = 0x01;						/* high byte only */
-	ck_assert(bus_write(&e.vm.pio_bus, ACPI_PM1A_EVT_PORT + 1, &b, 1));
+	ck_assert(bus_write(&e.pio_bus, ACPI_PM1A_EVT_PORT + 1, &b, 1));
 	ck_assert_uint_eq(pio_rd16(&e, ACPI_PM1A_EVT_PORT), 0);
 
 	/* Reset state after a VM reset. */
-	acpi_pm_press_power_button(&e.vm);
-	e.inst.desc->reset(e.inst.state);
+	press_power_button(&e);
+	e.desc->reset(e.state);
 	ck_assert_uint_eq(pio_rd16(&e, ACPI_PM1A_EVT_PORT), 0);
 	ck_assert_uint_eq(pio_rd16(&e, ACPI_PM1A_EVT_PORT + 2), 0);
 	pm_env_free(&e);
@@ -557,23 +574,24 @@ START_TEST(test_pm_sleep_and_reset)
 	pm_env_init(&e);
 	/* S3 (type 1) with SLP_EN: ignored. SLP_EN itself reads back 0. */
 	pio_wr16(&e, ACPI_PM1A_CNT_PORT, 1u << 10 | 1u << 13);
-	ck_assert_int_eq(e.vm.request, VM_REQ_NONE);
+	ck_assert_uint_eq(e.nr_requests, 0);
 	ck_assert_uint_eq(pio_rd16(&e, ACPI_PM1A_CNT_PORT), 1u << 10 | 1);
 	/* SLP_TYP=5 first, then SLP_EN, the way ACPICA does it. */
 	pio_wr16(&e, ACPI_PM1A_CNT_PORT, 5u << 10);
-	ck_assert_int_eq(e.vm.request, VM_REQ_NONE);
+	ck_assert_uint_eq(e.nr_requests, 0);
 	pio_wr16(&e, ACPI_PM1A_CNT_PORT, 5u << 10 | 1u << 13);
-	ck_assert_int_eq(e.vm.request, VM_REQ_POWEROFF);
-	ck_assert_str_eq(e.vm.request_cause, "ACPI S5 (PM1a_CNT)");
+	ck_assert_uint_eq(e.nr_requests, 1);
+	ck_assert_int_eq(e.req, DEVICE_REQ_POWEROFF);
+	ck_assert_str_eq(e.cause, "ACPI S5 (PM1a_CNT)");
 
-	e.vm.request = VM_REQ_NONE;
 	v = 0x01;
-	ck_assert(bus_write(&e.vm.pio_bus, ACPI_RESET_PORT, &v, 1));
-	ck_assert_int_eq(e.vm.request, VM_REQ_NONE);
+	ck_assert(bus_write(&e.pio_bus, ACPI_RESET_PORT, &v, 1));
+	ck_assert_uint_eq(e.nr_requests, 1);
 	v = ACPI_RESET_VALUE;
-	ck_assert(bus_write(&e.vm.pio_bus, ACPI_RESET_PORT, &v, 1));
-	ck_assert_int_eq(e.vm.request, VM_REQ_RESET);
-	ck_assert_str_eq(e.vm.request_cause, "ACPI reset register");
+	ck_assert(bus_write(&e.pio_bus, ACPI_RESET_PORT, &v, 1));
+	ck_assert_uint_eq(e.nr_requests, 2);
+	ck_assert_int_eq(e.req, DEVICE_REQ_RESET);
+	ck_assert_str_eq(e.cause, "ACPI reset register");
 	pm_env_free(&e);
 }
 END_TEST
@@ -592,7 +610,7 @@ START_TEST(test_pm_sleep_log_rate_limited)
 	lines = stderr_capture_end();
 	ck_assert_uint_ge(lines, 1);
 	ck_assert_uint_le(lines, 10);
-	ck_assert_int_eq(e.vm.request, VM_REQ_NONE);
+	ck_assert_uint_eq(e.nr_requests, 0);
 	pm_env_free(&e);
 }
 END_TEST

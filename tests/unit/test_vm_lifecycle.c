@@ -1,16 +1,25 @@
 /* VM pause and reset against the device lifecycle, on a machine without
  * vCPUs (no /dev/kvm needed): vm_pause quiesces every device after the
- * vCPUs park, vm_reset resets devices before it zeroes RAM, and a paused
- * VM's virtio-blk neither writes guest memory nor its image. */
+ * vCPUs park and nests across threads, vm_reset resets devices before it
+ * zeroes RAM, device state saves and loads by name, the power button
+ * reaches the device that has one, and a paused VM's virtio-blk neither
+ * writes guest memory nor its image. */
 #include <check.h>
+#include <errno.h>
 #include <endian.h>
+#include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "accel/kvm.h"
+#include "base/bus.h"
+#include "devices/acpi/pm.h"
 #include "devices/device.h"
 #include "devices/virtio/blk.h"
+#include "vmm/acpi/acpi.h"
 #include "helpers/ck_run.h"
 #include "helpers/mock_vq.h"
 #include "vmm/vm.h"
@@ -24,6 +33,12 @@ struct fake_dev {
 	bool paused;
 	bool saw_mark_at_reset;
 	struct blk_dev *blk;
+	unsigned presses;
+	json_int_t reg;		/* what save and load carry */
+	bool refuse_load;
+	/* For the two-thread test: hooks counted, not logged. */
+	bool count_only;
+	unsigned pauses, resumes;
 };
 
 static void fake_note(struct fake_dev *f, char c)
@@ -37,6 +52,14 @@ static void fake_pause(void *state)
 {
 	struct fake_dev *f = state;
 
+	if (f->count_only) {
+		/* Slow, so a second pauser arrives while this one works. */
+		ck_assert(!__atomic_load_n(&f->paused, __ATOMIC_ACQUIRE));
+		usleep(200);
+		__atomic_add_fetch(&f->pauses, 1, __ATOMIC_RELAXED);
+		__atomic_store_n(&f->paused, true, __ATOMIC_RELEASE);
+		return;
+	}
 	fake_note(f, 'p');
 	f->paused = true;
 	if (f->blk)
@@ -47,6 +70,12 @@ static void fake_resume(void *state)
 {
 	struct fake_dev *f = state;
 
+	if (f->count_only) {
+		ck_assert(__atomic_load_n(&f->paused, __ATOMIC_ACQUIRE));
+		__atomic_add_fetch(&f->resumes, 1, __ATOMIC_RELAXED);
+		__atomic_store_n(&f->paused, false, __ATOMIC_RELEASE);
+		return;
+	}
 	fake_note(f, 'r');
 	f->paused = false;
 	if (f->blk)
@@ -63,16 +92,51 @@ static void fake_reset(void *state)
 	f->saw_mark_at_reset = mark == 0xfeedface && f->paused;
 }
 
+static void fake_power_button(void *state)
+{
+	((struct fake_dev *)state)->presses++;
+}
+
+static json_t *fake_save(void *state)
+{
+	struct fake_dev *f = state;
+
+	ck_assert(f->paused);
+	return json_pack("{s:I}", "reg", f->reg);
+}
+
+static int fake_load(void *state, json_t *saved, char *err, size_t errlen)
+{
+	struct fake_dev *f = state;
+	json_t *reg = json_object_get(saved, "reg");
+
+	ck_assert(f->paused);
+	if (f->refuse_load || !json_is_integer(reg) || json_integer_value(reg) < 0) {
+		snprintf(err, errlen, "reg: out of range");
+		return -EINVAL;
+	}
+	f->reg = json_integer_value(reg);
+	return 0;
+}
+
 static struct device_desc fake_desc = {
 	.name = "fake",
 	.reset = fake_reset,
 	.pause = fake_pause,
 	.resume = fake_resume,
+	.power_button = fake_power_button,
+	.save = fake_save,
+	.load = fake_load,
 };
+
+/* A second device without state hooks, and one disabled by config. */
+static struct device_desc plain_desc = { .name = "plain" };
+static struct device_desc absent_desc = { .name = "absent", .save = fake_save, .load = fake_load };
+static int plain_state;
 
 static struct vm vm;
 static struct fake_dev fake;
-static struct vm_device_inst inst;
+static struct vm_device_inst insts[3];
 
 static void setup(void)
 {
@@ -83,9 +147,11 @@ static void setup(void)
 	pthread_mutex_init(&vm.coalesced_lock, NULL);
 	ck_assert_int_eq(gm_init(&vm.mem, 16 << 20, false), 0);
 	fake.vm = &vm;
-	inst = (struct vm_device_inst){ &fake_desc, &fake };
-	vm.devices = &inst;
-	vm.nr_devices = 1;
+	insts[0] = (struct vm_device_inst){ &plain_desc, &plain_state };
+	insts[1] = (struct vm_device_inst){ &fake_desc, &fake };
+	insts[2] = (struct vm_device_inst){ &absent_desc, NULL };
+	vm.devices = insts;
+	vm.nr_devices = 3;
 	vm.state = VM_STATE_RUNNING;
 }
 
@@ -94,6 +160,8 @@ static void teardown(void)
 	gm_destroy(&vm.mem);
 }
 
+/* Pauses nest: devices see one pause and one resume, at the first pause
+ * and the last resume. */
 START_TEST(test_pause_quiesces_devices)
 {
 	ck_assert_int_eq(vm_pause(&vm), 0);
@@ -101,11 +169,170 @@ START_TEST(test_pause_quiesces_devices)
 	ck_assert_str_eq(fake.log, "p");
 	ck_assert_int_eq(vm_pause(&vm), 0);	/* already paused: not twice */
 	ck_assert_str_eq(fake.log, "p");
+	ck_assert_int_eq(vm_resume(&vm), 0);	/* one pause still held */
+	ck_assert_int_eq(vm.state, VM_STATE_PAUSED);
+	ck_assert_str_eq(fake.log, "p");
 	ck_assert_int_eq(vm_resume(&vm), 0);
 	ck_assert_int_eq(vm.state, VM_STATE_RUNNING);
 	ck_assert_str_eq(fake.log, "pr");
-	ck_assert_int_eq(vm_resume(&vm), 0);
+	ck_assert_int_eq(vm_resume(&vm), 0);	/* nothing held: nothing to do */
 	ck_assert_str_eq(fake.log, "pr");
+	ck_assert_int_eq(vm.pause_count, 0);
+
+	vm.state = VM_STATE_STOPPING;
+	ck_assert_int_eq(vm_pause(&vm), -EBUSY);
+	ck_assert_str_eq(fake.log, "pr");
+}
+END_TEST
+
+/* Two threads pausing and resuming at once (QMP stop/cont against a
+ * snapshot): whenever vm_pause returns, the device is quiesced; its hooks
+ * alternate (fake_pause asserts it is not paused twice), and every pause
+ * is matched in the end. */
+struct pauser {
+	unsigned rounds;
+	unsigned bad;
+};
+
+static void *pause_loop(void *arg)
+{
+	struct pauser *p = arg;
+
+	for (unsigned i = 0; i < p->rounds; i++) {
+		if (vm_pause(&vm))
+			p->bad++;
+		if (!__atomic_load_n(&fake.paused, __ATOMIC_ACQUIRE) ||
+		    __atomic_load_n(&vm.state, __ATOMIC_ACQUIRE) != VM_STATE_PAUSED)
+			p->bad++;
+		usleep(i % 3 * 100);
+		if (vm_resume(&vm))
+			p->bad++;
+	}
+	return NULL;
+}
+
+START_TEST(test_pause_from_two_threads)
+{
+	struct pauser a = { .rounds = 400 }, b = { .rounds = 400 };
+	pthread_t ta, tb;
+
+	fake.count_only = true;
+	ck_assert_int_eq(pthread_create(&ta, NULL, pause_loop, &a), 0);
+	ck_assert_int_eq(pthread_create(&tb, NULL, pause_loop, &b), 0);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	ck_assert_uint_eq(a.bad, 0);
+	ck_assert_uint_eq(b.bad, 0);
+	ck_assert_int_eq(vm.state, VM_STATE_RUNNING);
+	ck_assert_uint_eq(vm.pause_count, 0);
+	ck_assert(!fake.paused);
+	ck_assert_uint_ge(fake.pauses, 1);
+	ck_assert_uint_eq(fake.pauses, fake.resumes);
+	/* Overlapping holders shared pauses: fewer device pauses than calls. */
+	ck_assert_uint_le(fake.pauses, a.rounds + b.rounds);
+}
+END_TEST
+
+/* A reset while paused (QMP stop, then system_reset) leaves the VM paused. */
+START_TEST(test_reset_keeps_pause)
+{
+	ck_assert_int_eq(vm_pause(&vm), 0);
+	ck_assert_int_eq(vm_pause(&vm), 0);	/* what vm_reset does first */
+	vm_reset_devices_and_memory(&vm);
+	ck_assert_int_eq(vm_resume(&vm), 0);
+	ck_assert_int_eq(vm.state, VM_STATE_PAUSED);
+	ck_assert_str_eq(fake.log, "pR");
+	ck_assert_int_eq(vm_resume(&vm), 0);
+	ck_assert_str_eq(fake.log, "pRr");
+}
+END_TEST
+
+START_TEST(test_power_button)
+{
+	ck_assert_uint_eq(vm_devices_power_button(&vm), 1);
+	ck_assert_uint_eq(fake.presses, 1);
+}
+END_TEST
+
+/* The machine's power button reaches the real ACPI PM device through its
+ * hook: PWRBTN_STS is set. */
+START_TEST(test_power_button_acpi_pm)
+{
+	const struct device_desc *d = device_find(ACPI_PM_DEVICE_NAME);
+	struct vm_device_inst pm;
+	struct kvm_vm kvm = { .vm_fd = -1, .sys_fd = -1 };
+	uint16_t sts = 0;
+
+	ck_assert_ptr_nonnull(d);
+	ck_assert_int_eq(bus_init(&vm.pio_bus, "pio"), 0);
+	vm.irqchip.kvm = &kvm;	/* no KVM: the SCI fails quietly */
+	vm.dev_ctx = (struct device_ctx){ .pio_bus = &vm.pio_bus, .irqchip = &vm.irqchip };
+	pm = (struct vm_device_inst){ (struct device_desc *)d, NULL };
+	ck_assert_int_eq(d->realize(d, &vm.dev_ctx, &pm.state), 0);
+	vm.devices = &pm;
+	vm.nr_devices = 1;
+	ck_assert_uint_eq(vm_devices_power_button(&vm), 1);
+	ck_assert(bus_read(&vm.pio_bus, ACPI_PM1A_EVT_PORT, &sts, 2));
+	ck_assert_uint_eq(sts, 1u << 8);
+	d->destroy(pm.state);
+	bus_destroy(&vm.pio_bus);
+}
+END_TEST
+
+START_TEST(test_save_load)
+{
+	char err[256] = "";
+	json_t *saved, *bad;
+
+	fake.reg = 42;
+	ck_assert_ptr_null(vm_devices_save(&vm));		/* running */
+	ck_assert_int_eq(vm_devices_load(&vm, NULL, err, sizeof(err)), -EBUSY);
+	ck_assert_int_eq(vm_pause(&vm), 0);
+	saved = vm_devices_save(&vm);
+	ck_assert_ptr_nonnull(saved);
+	/* Only the device with state and a save hook. */
+	ck_assert_uint_eq(json_object_size(saved), 1);
+	ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(saved, "fake"), "reg")),
+			 42);
+
+	fake.reg = 7;
+	ck_assert_int_eq(vm_devices_load(&vm, saved, err, sizeof(err)), 0);
+	ck_assert_int_eq(fake.reg, 42);
+
+	/* Nothing changes unless all of it checks out. */
+	bad = json_pack("{s:{s:i}, s:{}}", "fake", "reg", 1, "nosuch");
+	ck_assert_int_eq(vm_devices_load(&vm, bad, err, sizeof(err)), -EINVAL);
+	ck_assert_str_eq(err, "nosuch: no such device in this VM");
+	ck_assert_int_eq(fake.reg, 42);
+	json_decref(bad);
+	bad = json_pack("{s:{}}", "absent");
+	ck_assert_int_eq(vm_devices_load(&vm, bad, err, sizeof(err)), -EINVAL);
+	ck_assert_str_eq(err, "absent: no such device in this VM");
+	json_decref(bad);
+	bad = json_pack("{s:{}}", "plain");
+	ck_assert_int_eq(vm_devices_load(&vm, bad, err, sizeof(err)), -EINVAL);
+	ck_assert_str_eq(err, "plain: the device cannot load state");
+	json_decref(bad);
+	bad = json_object();
+	ck_assert_int_eq(vm_devices_load(&vm, bad, err, sizeof(err)), -EINVAL);
+	ck_assert_str_eq(err, "fake: no saved state for this device");
+	json_decref(bad);
+	bad = json_pack("{s:i}", "fake", 3);
+	ck_assert_int_eq(vm_devices_load(&vm, bad, err, sizeof(err)), -EINVAL);
+	ck_assert_str_eq(err, "fake: saved state is not a JSON object");
+	json_decref(bad);
+	bad = json_array();
+	ck_assert_int_eq(vm_devices_load(&vm, bad, err, sizeof(err)), -EINVAL);
+	json_decref(bad);
+	/* The device's own check, named. */
+	bad = json_pack("{s:{s:i}}", "fake", "reg", -1);
+	ck_assert_int_eq(vm_devices_load(&vm, bad, err, sizeof(err)), -EINVAL);
+	ck_assert_str_eq(err, "fake: reg: out of range");
+	json_decref(bad);
+	ck_assert_int_eq(fake.reg, 42);
+
+	ck_assert_int_eq(vm_resume(&vm), 0);
+	json_decref(saved);
 }
 END_TEST
 
@@ -191,6 +418,11 @@ static Suite *vm_lifecycle_suite(void)
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_pause_quiesces_devices);
+	tcase_add_test(tc, test_pause_from_two_threads);
+	tcase_add_test(tc, test_reset_keeps_pause);
+	tcase_add_test(tc, test_power_button);
+	tcase_add_test(tc, test_power_button_acpi_pm);
+	tcase_add_test(tc, test_save_load);
 	tcase_add_test(tc, test_reset_order);
 	tcase_add_test(tc, test_paused_vm_blk_is_quiet);
 	suite_add_tcase(s, tc);
