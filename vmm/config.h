@@ -60,6 +60,10 @@ struct vm_config {
 	enum console_kind virtio_console;
 	const char *virtio_console_path;
 	bool virtio_rng;	/* virtio-rng (a PCI device) fed from getrandom() */
+	/* --restore DIR: start from a snapshot (vmm/snapshot/) instead of
+	 * booting; restore_paused: stay paused until QMP cont. */
+	const char *restore_dir;
+	bool restore_paused;
 	/* Devices from options tables, in command-line order (replaces the
 	 * per-device fields above as devices move to the registry). */
 	struct device_spec devices[CONFIG_MAX_DEVICES];
