@@ -19,6 +19,7 @@ struct vcpu;
 struct evloop;
 struct qmp_server;
 struct qmp_block_info;
+struct snapshot_restore;
 struct json_t;
 
 enum vm_state {
@@ -98,6 +99,8 @@ struct vm {
 	bool guest_panicked;
 	bool error_stopped;
 	bool qmp_stopped;	/* QMP stop holds one pause until cont */
+	/* --restore: the snapshot vm_run restores instead of booting. */
+	struct snapshot_restore *restore;
 	/* query-block: the disk device fills entry `index` (-ENOENT past the end). */
 	int (*block_info)(struct vm *vm, unsigned index, struct qmp_block_info *out);
 };
