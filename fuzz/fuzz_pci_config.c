@@ -102,7 +102,7 @@ static void setup(void)
 	ram = calloc(1, RAM_SIZE);
 	if (!ram || gm_add_region(&gm, 0, RAM_SIZE, ram) ||
 	    virtio_dev_init(&vdev, &fake_ops, &gm, NQ, 16, VIRTIO_BIT(VIRTIO_RING_F_EVENT_IDX)) ||
-	    pci_host_init(&host, &p) || virtio_pci_create(&host, &vdev, &vp))
+	    pci_host_init(&host, &p) || virtio_pci_create(&host, &vdev, 0xff0000, &vp))
 		abort();
 	ids = pci_host_config_read(&host, 0, 1, 0, PCI_VENDOR_ID, 4);
 	classrev = pci_host_config_read(&host, 0, 1, 0, PCI_REVISION_ID, 4);

@@ -456,7 +456,7 @@ static int cons_pci_realize(const struct device_desc *desc, struct device_ctx *c
 
 	(void)desc;
 	static const evloop_cb kick_cb[2] = { on_rx_kick, on_tx_kick };
-	struct pci_host *h = pci_host_of(vm);
+	struct pci_host *h = ctx->pci;
 	struct virtio_console_io io;
 	struct vm_config ccfg;
 	struct cons_pci *p;
@@ -494,7 +494,7 @@ static int cons_pci_realize(const struct device_desc *desc, struct device_ctx *c
 			goto err;
 		p->on_loop[q] = true;
 	}
-	ret = virtio_pci_create(h, virtio_console_virtio(p->cons), &p->vp);
+	ret = virtio_pci_create(h, virtio_console_virtio(p->cons), 0x078000, &p->vp);
 	if (ret)
 		goto err;
 	*state = p;

@@ -62,6 +62,11 @@ unsigned virtio_set_count(const struct virtio_set *s);
 struct virtio_device *virtio_set_device(const struct virtio_set *s, unsigned i);
 const void *virtio_set_options(const struct virtio_set *s, unsigned i);
 
+/* For create(): why this instance cannot be made, logged as one line that
+ * names its flag and options ("--disk path=a.img: cannot open a.img: ...").
+ * Outside create() the message is logged as it is. */
+void virtio_create_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 void virtio_device_register(struct virtio_device_desc *desc);
 const struct virtio_device_desc *virtio_device_find(const char *name);
 

@@ -242,7 +242,7 @@ static int rng_pci_realize(const struct device_desc *desc, struct device_ctx *ct
 	struct vm *vm = ctx->machine;	/* transitional */
 
 	(void)desc;
-	struct pci_host *h = pci_host_of(vm);
+	struct pci_host *h = ctx->pci;
 	struct rng_pci *p;
 	int ret;
 
@@ -263,7 +263,7 @@ static int rng_pci_realize(const struct device_desc *desc, struct device_ctx *ct
 	if (ret)
 		goto err;
 	p->on_loop = true;
-	ret = virtio_pci_create(h, virtio_rng_virtio(p->rng), &p->vp);
+	ret = virtio_pci_create(h, virtio_rng_virtio(p->rng), 0xff0000, &p->vp);
 	if (ret)
 		goto err;
 	*state = p;

@@ -3,6 +3,7 @@
 #include "devices/virtio/virtio_pci.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -402,20 +403,6 @@ static int add_vcap(struct pci_device *d, uint8_t type, uint32_t off, uint32_t l
 	return cap;
 }
 
-static uint32_t class_of(uint32_t device_id)
-{
-	switch (device_id) {
-	case VIRTIO_ID_NET:
-		return 0x020000;	/* network, ethernet */
-	case VIRTIO_ID_BLOCK:
-		return 0x018000;	/* mass storage, other */
-	case VIRTIO_ID_CONSOLE:
-		return 0x078000;	/* communication, other */
-	default:
-		return 0xff0000;	/* unassigned class */
-	}
-}
-
 static int build_config(struct virtio_pci *vp)
 {
 	struct pci_device *d = &vp->pci;
@@ -461,7 +448,8 @@ static int build_config(struct virtio_pci *vp)
 	return 0;
 }
 
-int virtio_pci_create(struct pci_host *h, struct virtio_device *vdev, struct virtio_pci **out)
+int virtio_pci_create(struct pci_host *h, struct virtio_device *vdev, uint32_t pci_class,
+		      struct virtio_pci **out)
 {
 	struct virtio_pci *vp;
 	uint32_t id;
@@ -480,8 +468,8 @@ int virtio_pci_create(struct pci_host *h, struct virtio_device *vdev, struct vir
 	pthread_mutex_init(&vp->lock, NULL);
 	pthread_mutex_init(&vp->isr_lock, NULL);
 	pci_device_init(&vp->pci, vdev->ops->name, &vp_pci_ops, vp, VIRTIO_PCI_VENDOR,
-			(uint16_t)(VIRTIO_PCI_DEVICE_BASE + id), class_of(id), VIRTIO_PCI_REVISION,
-			VIRTIO_PCI_VENDOR, (uint16_t)(VIRTIO_PCI_SUBSYS_BASE + id));
+			(uint16_t)(VIRTIO_PCI_DEVICE_BASE + id), pci_class ? pci_class : 0xff0000,
+			VIRTIO_PCI_REVISION, VIRTIO_PCI_VENDOR, (uint16_t)(VIRTIO_PCI_SUBSYS_BASE + id));
 	pthread_mutex_lock(&vp->lock);
 	transport_reset(vp);
 	pthread_mutex_unlock(&vp->lock);
@@ -536,6 +524,99 @@ void virtio_pci_reset(struct virtio_pci *vp)
 struct pci_device *virtio_pci_dev(struct virtio_pci *vp)
 {
 	return &vp->pci;
+}
+
+/* ---- Snapshots ---- */
+
+json_t *virtio_pci_save(struct virtio_pci *vp)
+{
+	json_t *vectors = json_array();
+	json_t *o;
+
+	pthread_mutex_lock(&vp->lock);
+	for (unsigned q = 0; q < vp->vdev->nr_queues; q++)
+		json_array_append_new(vectors, json_integer(vp->queue_vector[q]));
+	pthread_mutex_lock(&vp->isr_lock);
+	o = json_pack("{s:i, s:o, s:I, s:I, s:i, s:i}",
+		      "msix_config", vp->msix_config, "queue_vectors", vectors,
+		      "dfselect", (json_int_t)vp->dfselect, "gfselect", (json_int_t)vp->gfselect,
+		      "queue_select", vp->queue_sel, "isr", vp->isr);
+	pthread_mutex_unlock(&vp->isr_lock);
+	pthread_mutex_unlock(&vp->lock);
+	return o;
+}
+
+static int load_uint(json_t *o, const char *key, uint64_t max, uint64_t *out, char *err,
+		     size_t errlen)
+{
+	json_t *v = json_object_get(o, key);
+
+	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+	    (uint64_t)json_integer_value(v) > max) {
+		snprintf(err, errlen, "transport: %s: expected an integer from 0 to %llu", key,
+			 (unsigned long long)max);
+		return -EINVAL;
+	}
+	*out = (uint64_t)json_integer_value(v);
+	return 0;
+}
+
+static int load_vector(const struct virtio_pci *vp, json_t *v, const char *what, uint16_t *out,
+		       char *err, size_t errlen)
+{
+	json_int_t n = json_is_integer(v) ? json_integer_value(v) : -1;
+
+	if (n != VIRTIO_MSI_NO_VECTOR && (n < 0 || n >= (json_int_t)vp->nvec)) {
+		snprintf(err, errlen, "transport: %s: not an MSI-X vector below %u or %u", what,
+			 vp->nvec, VIRTIO_MSI_NO_VECTOR);
+		return -EINVAL;
+	}
+	*out = (uint16_t)n;
+	return 0;
+}
+
+int virtio_pci_load(struct virtio_pci *vp, json_t *saved, char *err, size_t errlen)
+{
+	uint16_t msix_config, vectors[VIRTIO_MAX_QUEUES];
+	uint64_t dfselect, gfselect, queue_sel, isr;
+	json_t *qv = json_object_get(saved, "queue_vectors");
+	unsigned nq = vp->vdev->nr_queues;
+	int ret;
+
+	if (!json_is_object(saved)) {
+		snprintf(err, errlen, "transport: expected an object");
+		return -EINVAL;
+	}
+	if ((ret = load_vector(vp, json_object_get(saved, "msix_config"), "msix_config",
+			       &msix_config, err, errlen)) ||
+	    (ret = load_uint(saved, "dfselect", UINT32_MAX, &dfselect, err, errlen)) ||
+	    (ret = load_uint(saved, "gfselect", UINT32_MAX, &gfselect, err, errlen)) ||
+	    (ret = load_uint(saved, "queue_select", UINT16_MAX, &queue_sel, err, errlen)) ||
+	    (ret = load_uint(saved, "isr", VIRTIO_PCI_ISR_QUEUE | VIRTIO_PCI_ISR_CONFIG, &isr, err,
+			     errlen)))
+		return ret;
+	if (!json_is_array(qv) || json_array_size(qv) != nq) {
+		snprintf(err, errlen, "transport: queue_vectors: expected %u vectors", nq);
+		return -EINVAL;
+	}
+	for (unsigned q = 0; q < nq; q++)
+		if ((ret = load_vector(vp, json_array_get(qv, q), "queue_vectors", &vectors[q], err,
+				       errlen)))
+			return ret;
+
+	pthread_mutex_lock(&vp->lock);
+	transport_reset(vp);
+	vp->dfselect = (uint32_t)dfselect;
+	vp->gfselect = (uint32_t)gfselect;
+	vp->gfeatures = vp->vdev->driver_features;
+	vp->queue_sel = (uint16_t)queue_sel;
+	__atomic_store_n(&vp->msix_config, msix_config, __ATOMIC_RELEASE);
+	for (unsigned q = 0; q < nq; q++)
+		__atomic_store_n(&vp->queue_vector[q], vectors[q], __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&vp->lock);
+	if (isr)
+		raise_isr(vp, (uint8_t)isr);
+	return 0;
 }
 
 /* ---- virtio-blk: one PCI function per --disk ---- */
@@ -597,7 +678,7 @@ static int blk_pci_realize(const struct device_desc *desc, struct device_ctx *ct
 
 	(void)desc;
 	const struct vm_config *cfg = vm->cfg;
-	struct pci_host *h = pci_host_of(vm);
+	struct pci_host *h = ctx->pci;
 	struct blk_pci_set *s;
 	int ret = 0;
 
@@ -621,7 +702,7 @@ static int blk_pci_realize(const struct device_desc *desc, struct device_ctx *ct
 		ret = blk_create(&s->blk[s->n], &o, &vm->mem);
 		if (ret)
 			goto err;
-		ret = virtio_pci_create(h, blk_virtio(s->blk[s->n]), &s->vp[s->n]);
+		ret = virtio_pci_create(h, blk_virtio(s->blk[s->n]), 0x018000, &s->vp[s->n]);
 		if (ret) {
 			blk_destroy(s->blk[s->n]);
 			goto err;

@@ -96,17 +96,26 @@
 #define VIRTIO_PCI_COMMON_Q_USEDHI	0x34
 
 struct virtio_pci;
+struct json_t;
 
-/* Wrap vdev (already virtio_dev_init'ed) in a PCI function on host h: sets
- * vdev->notify_used / notify_config / transport and registers the function
- * (lowest free slot). Returns 0 or -errno. */
-int virtio_pci_create(struct pci_host *h, struct virtio_device *vdev, struct virtio_pci **out)
-	__attribute__((warn_unused_result));
+/* Wrap vdev (already virtio_dev_init'ed) in a PCI function on host h with
+ * class code pci_class (class << 16 | subclass << 8 | prog-if; 0: 0xff0000,
+ * unassigned): sets vdev->notify_used / notify_config / transport and
+ * registers the function (lowest free slot). Returns 0 or -errno. */
+int virtio_pci_create(struct pci_host *h, struct virtio_device *vdev, uint32_t pci_class,
+		      struct virtio_pci **out) __attribute__((warn_unused_result));
 /* Unregisters and frees the transport (not vdev). The device must no
  * longer raise interrupts (stop its I/O thread first). */
 void virtio_pci_destroy(struct virtio_pci *vp);
 /* VM reset: the virtio device and this transport, then the PCI function. */
 void virtio_pci_reset(struct virtio_pci *vp);
 struct pci_device *virtio_pci_dev(struct virtio_pci *vp);
+
+/* Snapshots of the transport's own registers (MSI-X vectors, selectors,
+ * ISR), taken and restored with the device quiesced; the virtio device's
+ * status, features and queues are the registry's. load validates every
+ * field (-EINVAL with a reason in err) before changing anything. */
+struct json_t *virtio_pci_save(struct virtio_pci *vp);
+int virtio_pci_load(struct virtio_pci *vp, struct json_t *saved, char *err, size_t errlen);
 
 #endif

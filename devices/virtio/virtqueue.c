@@ -294,6 +294,50 @@ void virtqueue_unpop(struct virtqueue *vq, uint16_t n)
 	vq->inflight -= n;
 }
 
+void virtqueue_export(const struct virtqueue *vq, struct virtqueue_state *st)
+{
+	*st = (struct virtqueue_state){
+		.size = vq->size,
+		.enabled = vq->enabled,
+		.desc_gpa = vq->desc_gpa,
+		.avail_gpa = vq->avail_gpa,
+		.used_gpa = vq->used_gpa,
+		.last_avail_idx = vq->last_avail_idx,
+		.used_idx = vq->used_idx,
+		.inflight = vq->inflight,
+		.error = vq->error,
+	};
+}
+
+int virtqueue_import_regs(struct virtqueue *vq, const struct virtqueue_state *st)
+{
+	uint16_t n = st->size;
+
+	if (n == 0 || (n & (n - 1)) || n > vq->max_size)
+		return -EINVAL;
+	virtqueue_reset(vq);
+	vq->size = n;
+	vq->enabled = st->enabled;
+	vq->desc_gpa = st->desc_gpa;
+	vq->avail_gpa = st->avail_gpa;
+	vq->used_gpa = st->used_gpa;
+	return 0;
+}
+
+int virtqueue_import_indices(struct virtqueue *vq, const struct virtqueue_state *st)
+{
+	if (st->inflight || (uint16_t)(st->last_avail_idx - st->used_idx) > vq->size ||
+	    st->error > 0 || st->error < -4095)
+		return -EINVAL;
+	vq->last_avail_idx = st->last_avail_idx;
+	vq->used_idx = st->used_idx;
+	/* Whatever the driver last saw, the next push may need an interrupt. */
+	vq->signalled_used_valid = false;
+	vq->inflight = 0;
+	vq->error = st->error;
+	return 0;
+}
+
 bool virtqueue_should_notify(struct virtqueue *vq)
 {
 	uint16_t old, new, event;

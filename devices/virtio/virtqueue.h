@@ -152,6 +152,29 @@ void virtqueue_push_batch(struct virtqueue *vq, const struct virtq_used_elem *el
  * need (virtio-net's receive buffers) and must hand them back on pause. */
 void virtqueue_unpop(struct virtqueue *vq, uint16_t n);
 
+/* A queue's state for snapshots: the registers the driver wrote and where
+ * the device is on the two rings. Saved while the device is quiesced. */
+struct virtqueue_state {
+	uint16_t size;
+	bool enabled;
+	uint64_t desc_gpa, avail_gpa, used_gpa;
+	uint16_t last_avail_idx;
+	uint16_t used_idx;
+	uint32_t inflight;	/* popped, not pushed: 0 for a state that loads */
+	int error;		/* the queue is broken (0 or -errno) */
+};
+
+void virtqueue_export(const struct virtqueue *vq, struct virtqueue_state *st);
+/* Restore, in two steps around the device's activation (which validates
+ * the rings and starts them at index 0): the registers, then the ring
+ * positions. import_regs refuses (-EINVAL) a size the queue cannot have;
+ * import_indices a position more than a queue size apart, or chains in
+ * flight. */
+int virtqueue_import_regs(struct virtqueue *vq, const struct virtqueue_state *st)
+	__attribute__((warn_unused_result));
+int virtqueue_import_indices(struct virtqueue *vq, const struct virtqueue_state *st)
+	__attribute__((warn_unused_result));
+
 /* After one or more pushes: does the driver want an interrupt?
  * EVENT_IDX: vring_need_event(used_event, new, old); else !NO_INTERRUPT. */
 bool virtqueue_should_notify(struct virtqueue *vq);

@@ -4,6 +4,7 @@
  * virtio device, a fake interrupt sink and no KVM. */
 #include <check.h>
 #include <errno.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -146,7 +147,7 @@ static void setup(void)
 	mock_mem_init(&mem, MEM_BASE, MEM_SIZE);
 	ck_assert_int_eq(virtio_dev_init(&vdev, &fake_ops, &mem.gm, NQ, QMAX, FEAT_LO | FEAT_HI), 0);
 	ck_assert_int_eq(pci_host_init(&host, &p), 0);
-	ck_assert_int_eq(virtio_pci_create(&host, &vdev, &vp), 0);
+	ck_assert_int_eq(virtio_pci_create(&host, &vdev, 0xff0000, &vp), 0);
 	slot = virtio_pci_dev(vp)->slot;
 	ck_assert_uint_eq(slot, 1);
 	bar0 = (cfg_rd(PCI_BASE_ADDRESS_0, 4) & ~0xfULL) | (uint64_t)cfg_rd(PCI_BASE_ADDRESS_0 + 4, 4) << 32;
@@ -632,13 +633,46 @@ START_TEST(test_vm_reset)
 }
 END_TEST
 
+START_TEST(test_save_load_transport)
+{
+	char err[128] = "";
+	json_t *saved;
+
+	features_ok();
+	wr(VIRTIO_PCI_COMMON_MSIX, 2, 2);
+	wr(VIRTIO_PCI_COMMON_Q_SELECT, 2, 1);
+	wr(VIRTIO_PCI_COMMON_Q_MSIX, 2, 1);
+	wr(VIRTIO_PCI_COMMON_DFSELECT, 4, 1);
+	saved = virtio_pci_save(vp);
+	ck_assert_ptr_nonnull(saved);
+	ck_assert_int_eq(json_integer_value(json_object_get(saved, "msix_config")), 2);
+	wr(VIRTIO_PCI_COMMON_STATUS, 1, 0);	/* reset: vectors gone */
+	ck_assert_uint_eq(rd(VIRTIO_PCI_COMMON_MSIX, 2), VIRTIO_MSI_NO_VECTOR);
+	ck_assert_int_eq(virtio_pci_load(vp, saved, err, sizeof(err)), 0);
+	ck_assert_uint_eq(rd(VIRTIO_PCI_COMMON_MSIX, 2), 2);
+	ck_assert_uint_eq(rd(VIRTIO_PCI_COMMON_Q_SELECT, 2), 1);
+	ck_assert_uint_eq(rd(VIRTIO_PCI_COMMON_Q_MSIX, 2), 1);
+	ck_assert_uint_eq(rd(VIRTIO_PCI_COMMON_DFSELECT, 4), 1);
+	/* Out of range: refused, nothing changed. */
+	json_object_set_new(saved, "msix_config", json_integer(NVEC));
+	ck_assert_int_eq(virtio_pci_load(vp, saved, err, sizeof(err)), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "msix_config"));
+	ck_assert_uint_eq(rd(VIRTIO_PCI_COMMON_MSIX, 2), 2);
+	json_object_set_new(saved, "msix_config", json_integer(VIRTIO_MSI_NO_VECTOR));
+	json_object_set_new(saved, "queue_vectors", json_pack("[i]", 0));
+	ck_assert_int_eq(virtio_pci_load(vp, saved, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(virtio_pci_load(vp, NULL, err, sizeof(err)), -EINVAL);
+	json_decref(saved);
+}
+END_TEST
+
 START_TEST(test_create_errors)
 {
 	struct virtio_device bad = vdev;
 	struct virtio_pci *x = (void *)1;
 
 	bad.nr_queues = 0;
-	ck_assert_int_eq(virtio_pci_create(&host, &bad, &x), -EINVAL);
+	ck_assert_int_eq(virtio_pci_create(&host, &bad, 0, &x), -EINVAL);
 	ck_assert_ptr_null(x);
 }
 END_TEST
@@ -662,6 +696,7 @@ static Suite *virtio_pci_suite(void)
 	tcase_add_test(tc, test_pci_cfg_window);
 	tcase_add_test(tc, test_device_config);
 	tcase_add_test(tc, test_vm_reset);
+	tcase_add_test(tc, test_save_load_transport);
 	tcase_add_test(tc, test_create_errors);
 	suite_add_tcase(s, tc);
 	return s;
