@@ -1,0 +1,645 @@
+/* The snapshot state format, its validation, the disks list and the
+ * memory file (vmm/snapshot/). */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/guest_mem.h"
+#include "helpers/ck_run.h"
+#include "vmm/config.h"
+#include "vmm/snapshot/disks.h"
+#include "vmm/snapshot/snapshot.h"
+#include "vmm/snapshot/state.h"
+
+#define NR_VCPUS 2
+#define RAM (32ULL << 20)
+
+/* A state every check accepts: what a 2-vCPU, 32 MiB guest would give. */
+static void example_state(struct snap_state *s)
+{
+	memset(s, 0, sizeof(*s));
+	snprintf(s->ember_version, sizeof(s->ember_version), "test");
+	s->cpu_model = CPU_MODEL_BASELINE;
+	s->memory_size = RAM;
+	s->regions[0] = (struct snap_region){ .gpa = 0, .size = RAM, .offset = 0 };
+	s->nr_regions = 1;
+	s->pic_master.chip_id = KVM_IRQCHIP_PIC_MASTER;
+	s->pic_master.chip.pic.elcr_mask = 0xf8;
+	s->pic_master.chip.pic.irq_base = 0x30;
+	s->pic_slave.chip_id = KVM_IRQCHIP_PIC_SLAVE;
+	s->pic_slave.chip.pic.elcr_mask = 0xde;
+	s->ioapic.chip_id = KVM_IRQCHIP_IOAPIC;
+	s->ioapic.chip.ioapic.base_address = 0xFEC00000;
+	for (int i = 0; i < 3; i++)
+		s->pit.channels[i].mode = 0xff;
+	s->pit.channels[0].count = 0x10000;
+	s->clock.clock = 123456789;
+	s->devices_json = strdup("{\"serial\":{\"ier\":1}}");
+	ck_assert_int_eq(snap_state_alloc_vcpus(s, NR_VCPUS), 0);
+	for (unsigned i = 0; i < NR_VCPUS; i++) {
+		struct snap_vcpu *v = &s->vcpus[i];
+		uint32_t id = i << 24;
+
+		v->regs.rflags = 0x202;
+		v->regs.rip = 0xffffffff81000000ULL + i;
+		v->sregs.apic_base = 0xFEE00000 | 0x800 | (i == 0 ? 0x100 : 0);
+		v->sregs.cr0 = 0x80050033;
+		v->xsave_len = 4096;
+		v->xsave = calloc(1, 4096);
+		v->xsave[0] = 0x7f;
+		v->has_xcrs = true;
+		v->xcrs.nr_xcrs = 1;
+		v->xcrs.xcrs[0].value = 3;
+		memcpy(&v->lapic.regs[0x20], &id, 4);
+		v->nr_msrs = 3;
+		v->msrs = calloc(3, sizeof(*v->msrs));
+		v->msrs[0] = (struct kvm_msr_entry){ .index = 0x10, .data = 1000000 + i };
+		v->msrs[1] = (struct kvm_msr_entry){ .index = 0xc0000082, .data = 0xffffffff81a00000ULL };
+		v->msrs[2] = (struct kvm_msr_entry){ .index = 0x6e0, .data = 0 };
+		v->events.flags = KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SHADOW;
+		v->mp_state.mp_state = i ? KVM_MP_STATE_HALTED : KVM_MP_STATE_RUNNABLE;
+		v->nr_cpuid = 2;
+		v->cpuid = calloc(2, sizeof(*v->cpuid));
+		v->cpuid[0] = (struct kvm_cpuid_entry2){ .function = 0, .eax = 0xd };
+		v->cpuid[1] = (struct kvm_cpuid_entry2){ .function = 7, .index = 0,
+			.flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX, .ebx = 0x29c6fbf };
+		v->tsc_khz = 2500000;
+	}
+}
+
+static uint8_t *example_image(size_t *len)
+{
+	struct snap_state s;
+	uint8_t *img;
+	char err[256] = "";
+
+	example_state(&s);
+	ck_assert_msg(snap_state_serialize(&s, &img, len, err, sizeof(err)) == 0, "%s", err);
+	snap_state_free(&s);
+	return img;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	memcpy(p, &v, 4);
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, 4);
+	return v;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+	return v;
+}
+
+static void fix_header_crc(uint8_t *img)
+{
+	put32(img + 80, 0);
+	put32(img + 80, snap_crc32(0, img, SNAP_HEADER_SIZE));
+}
+
+/* The payload of section (type, index), for tests that change a field and
+ * keep the file otherwise valid (fix_crc afterwards). */
+static uint8_t *section(uint8_t *img, size_t len, unsigned type, unsigned index, uint64_t *slen)
+{
+	size_t off = SNAP_HEADER_SIZE;
+
+	while (off + SNAP_SECTION_HDR_SIZE <= len) {
+		uint64_t l = get64(img + off + 8);
+
+		if (get32(img + off) == type && get32(img + off + 4) == index) {
+			*slen = l;
+			return img + off + SNAP_SECTION_HDR_SIZE;
+		}
+		off += SNAP_SECTION_HDR_SIZE + ((l + 7) & ~7ULL);
+	}
+	ck_abort_msg("section %u/%u not found", type, index);
+	return NULL;
+}
+
+static void fix_crc(uint8_t *payload, uint64_t slen)
+{
+	put32(payload - SNAP_SECTION_HDR_SIZE + 16, snap_crc32(0, payload, slen));
+}
+
+/* Parse must fail with a message containing `want`. */
+static void expect_reject(const uint8_t *img, size_t len, const char *want)
+{
+	struct snap_state s;
+	char err[256] = "";
+	int ret = snap_state_parse(img, len, &s, err, sizeof(err));
+
+	snap_state_free(&s);
+	ck_assert_int_eq(ret, -EINVAL);
+	ck_assert_msg(strstr(err, want), "error '%s' does not mention '%s'", err, want);
+	ck_assert_ptr_null(strchr(err, '\n'));
+}
+
+START_TEST(test_roundtrip)
+{
+	struct snap_state a, b;
+	size_t len;
+	uint8_t *img = example_image(&len);
+	char err[256] = "";
+
+	example_state(&a);
+	ck_assert_msg(snap_state_parse(img, len, &b, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_str_eq(b.ember_version, "test");
+	ck_assert_uint_eq(b.nr_vcpus, NR_VCPUS);
+	ck_assert_uint_eq(b.memory_size, RAM);
+	ck_assert_uint_eq(b.cpu_model, CPU_MODEL_BASELINE);
+	ck_assert_uint_eq(b.nr_regions, 1);
+	ck_assert_int_eq(memcmp(&a.pic_master, &b.pic_master, sizeof(a.pic_master)), 0);
+	ck_assert_int_eq(memcmp(&a.ioapic, &b.ioapic, sizeof(a.ioapic)), 0);
+	ck_assert_int_eq(memcmp(&a.pit, &b.pit, sizeof(a.pit)), 0);
+	ck_assert_uint_eq(b.clock.clock, 123456789);
+	ck_assert_str_eq(b.devices_json, a.devices_json);
+	for (unsigned i = 0; i < NR_VCPUS; i++) {
+		struct snap_vcpu *x = &a.vcpus[i], *y = &b.vcpus[i];
+
+		ck_assert_int_eq(memcmp(&x->regs, &y->regs, sizeof(x->regs)), 0);
+		ck_assert_int_eq(memcmp(&x->sregs, &y->sregs, sizeof(x->sregs)), 0);
+		ck_assert_uint_eq(y->xsave_len, 4096);
+		ck_assert_int_eq(memcmp(x->xsave, y->xsave, 4096), 0);
+		ck_assert(y->has_xcrs);
+		ck_assert_int_eq(memcmp(&x->lapic, &y->lapic, sizeof(x->lapic)), 0);
+		ck_assert_uint_eq(y->nr_msrs, 3);
+		ck_assert_int_eq(memcmp(x->msrs, y->msrs, 3 * sizeof(*x->msrs)), 0);
+		ck_assert_uint_eq(y->mp_state.mp_state, x->mp_state.mp_state);
+		ck_assert_uint_eq(y->nr_cpuid, 2);
+		ck_assert_int_eq(memcmp(x->cpuid, y->cpuid, 2 * sizeof(*x->cpuid)), 0);
+		ck_assert_uint_eq(y->tsc_khz, 2500000);
+	}
+	snap_state_free(&a);
+	snap_state_free(&b);
+	free(img);
+}
+END_TEST
+
+START_TEST(test_every_truncation_rejected)
+{
+	size_t len;
+	uint8_t *img = example_image(&len);
+
+	for (size_t n = 0; n < len; n++) {
+		struct snap_state s;
+		char err[256] = "";
+
+		ck_assert_int_eq(snap_state_parse(img, n, &s, err, sizeof(err)), -EINVAL);
+		ck_assert(err[0]);
+		snap_state_free(&s);
+	}
+	free(img);
+}
+END_TEST
+
+START_TEST(test_every_bit_flip_rejected)
+{
+	size_t len;
+	uint8_t *img = example_image(&len);
+
+	/* Every byte of the header and section headers, a stride of payloads:
+	 * a checksum or a check catches each. */
+	for (size_t i = 0; i < len; i += i < 256 ? 1 : 7) {
+		for (int bit = 0; bit < 8; bit += 3) {
+			struct snap_state s;
+			char err[256] = "";
+
+			img[i] ^= 1 << bit;
+			ck_assert_msg(snap_state_parse(img, len, &s, err, sizeof(err)) == -EINVAL,
+				      "flipping bit %d of byte %zu went unnoticed", bit, i);
+			snap_state_free(&s);
+			img[i] ^= 1 << bit;
+		}
+	}
+	free(img);
+}
+END_TEST
+
+START_TEST(test_header_checks)
+{
+	size_t len;
+	uint8_t *img = example_image(&len), *big;
+
+	expect_reject(img, 10, "shorter than its header");
+	img[0] = 'X';
+	expect_reject(img, len, "not an Ember snapshot");
+	img[0] = 'E';
+	put32(img + 8, 2);
+	expect_reject(img, len, "format version 2");
+	put32(img + 8, SNAP_FORMAT_VERSION);
+	img[100] = 1;
+	expect_reject(img, len, "checksum");
+	fix_header_crc(img);
+	expect_reject(img, len, "reserved");
+	img[100] = 0;
+	put32(img + 52, 0);	/* vCPUs */
+	fix_header_crc(img);
+	expect_reject(img, len, "0 vCPUs");
+	put32(img + 52, NR_VCPUS);
+	put32(img + 56, 12345);	/* RAM size, low half */
+	fix_header_crc(img);
+	expect_reject(img, len, "RAM size");
+	put32(img + 56, (uint32_t)RAM);
+	fix_header_crc(img);
+	/* Bytes after the end the header names. */
+	big = calloc(1, len + 8);
+	memcpy(big, img, len);
+	expect_reject(big, len + 8, "the header says");
+	free(big);
+	free(img);
+}
+END_TEST
+
+START_TEST(test_field_checks)
+{
+	static const struct {
+		unsigned type, index;
+		size_t off;	/* in the payload */
+		uint32_t value;
+		const char *want;
+	} cases[] = {
+		/* PIT channel 1 mode (offset 24 + 13). */
+		{ SNAP_SEC_PIT, 0, 24 + 13, 7, "channel 1" },
+		/* IOAPIC base (third kvm_irqchip, after chip_id and pad). */
+		{ SNAP_SEC_IRQCHIP, 0, 2 * sizeof(struct kvm_irqchip) + 8, 0x1000, "IOAPIC base" },
+		/* PIC master ELCR mask. */
+		{ SNAP_SEC_IRQCHIP, 0, 8 + 15, 0xff, "ELCR" },
+		/* RFLAGS without the fixed bit. */
+		{ SNAP_SEC_REGS, 1, offsetof(struct kvm_regs, rflags), 0, "RFLAGS" },
+		/* An APIC ID that is another vCPU's. */
+		{ SNAP_SEC_LAPIC, 1, 0x20, 0, "APIC ID" },
+		/* The bootstrap flag on vcpu1. */
+		{ SNAP_SEC_SREGS, 1, offsetof(struct kvm_sregs, apic_base), 0xFEE00900, "bootstrap" },
+		/* The TSC entry renamed to the second entry's index: a duplicate. */
+		{ SNAP_SEC_MSRS, 0, 8, 0xc0000082, "twice" },
+		/* The TSC entry renamed to something else: no TSC. */
+		{ SNAP_SEC_MSRS, 0, 8, 0x11, "TSC" },
+		{ SNAP_SEC_MSRS, 0, 0, 5000, "entries" },
+		{ SNAP_SEC_MP_STATE, 0, 0, 7, "MP state" },
+		{ SNAP_SEC_EVENTS, 0, offsetof(struct kvm_vcpu_events, exception.nr), 40, "exception" },
+		{ SNAP_SEC_EVENTS, 0, offsetof(struct kvm_vcpu_events, flags), 0x100, "flags" },
+		{ SNAP_SEC_XCRS, 1, 0, 17, "XCRs" },
+		{ SNAP_SEC_XCRS, 1, 8, 1, "XCR1" },
+		{ SNAP_SEC_CPUID, 0, 0, 3, "entries" },
+		{ SNAP_SEC_CPUID, 0, 8 + 40, 0, "twice" },	/* leaf 7 renamed to leaf 0 */
+		{ SNAP_SEC_TSC_KHZ, 0, 0, 0, "kHz" },
+		{ SNAP_SEC_LAYOUT, 0, 8 + 8, 4096, "regions hold" },	/* size */
+		{ SNAP_SEC_LAYOUT, 0, 8 + 16, 4096, "outside" },	/* file offset */
+		{ SNAP_SEC_LAYOUT, 0, 8, 100, "page-aligned" },	/* gpa */
+		{ SNAP_SEC_DEBUGREGS, 0, offsetof(struct kvm_debugregs, flags), 1, "flags" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t len;
+		uint8_t *img = example_image(&len), *p;
+		uint64_t slen;
+
+		p = section(img, len, cases[i].type, cases[i].index, &slen);
+		ck_assert_uint_lt(cases[i].off + 4, slen + 1);
+		if (cases[i].type == SNAP_SEC_IRQCHIP && cases[i].off == 8 + 15)
+			p[cases[i].off] = (uint8_t)cases[i].value;
+		else
+			put32(p + cases[i].off, cases[i].value);
+		fix_crc(p, slen);
+		expect_reject(img, len, cases[i].want);
+		free(img);
+	}
+}
+END_TEST
+
+START_TEST(test_section_structure)
+{
+	size_t len;
+	uint8_t *img = example_image(&len), *p;
+	uint64_t slen;
+
+	/* A per-vCPU section for a vCPU that does not exist. */
+	p = section(img, len, SNAP_SEC_REGS, 1, &slen);
+	put32(p - SNAP_SECTION_HDR_SIZE + 4, NR_VCPUS);
+	expect_reject(img, len, "index 2");
+	/* The same section twice. */
+	put32(p - SNAP_SECTION_HDR_SIZE + 4, 0);
+	expect_reject(img, len, "twice");
+	put32(p - SNAP_SECTION_HDR_SIZE + 4, 1);
+	/* An unknown type. */
+	put32(p - SNAP_SECTION_HDR_SIZE, 999);
+	expect_reject(img, len, "unknown type");
+	/* vcpu1's registers renamed to its TSC frequency: the wrong size. */
+	put32(p - SNAP_SECTION_HDR_SIZE, SNAP_SEC_TSC_KHZ);
+	expect_reject(img, len, "bytes, expected 8");
+	put32(p - SNAP_SECTION_HDR_SIZE, SNAP_SEC_REGS);
+	/* A length past the end of the file. */
+	p = section(img, len, SNAP_SEC_DEVICES, 0, &slen);
+	memcpy(p - SNAP_SECTION_HDR_SIZE + 8, &(uint64_t){ 1ULL << 40 }, 8);
+	expect_reject(img, len, "past the end");
+	memcpy(p - SNAP_SECTION_HDR_SIZE + 8, &slen, 8);
+	/* Devices that are not a JSON object. */
+	memcpy(p, "[1,2,3,4,5,6,7,8,9,10]", slen < 22 ? slen : 22);
+	fix_crc(p, slen);
+	expect_reject(img, len, "JSON object");
+	free(img);
+}
+END_TEST
+
+START_TEST(test_missing_section)
+{
+	struct snap_state s;
+	uint8_t *img;
+	size_t len;
+	char err[256] = "";
+	uint64_t slen;
+	uint8_t *p;
+
+	/* Without vcpu1's TSC frequency (optional) its CPUID is the last
+	 * section: drop it, with a header that agrees. */
+	example_state(&s);
+	s.vcpus[1].tsc_khz = 0;
+	ck_assert_int_eq(snap_state_serialize(&s, &img, &len, err, sizeof(err)), 0);
+	snap_state_free(&s);
+	p = section(img, len, SNAP_SEC_CPUID, 1, &slen);
+	len = (size_t)(p - SNAP_SECTION_HDR_SIZE - img);
+	put32(img + 64, get32(img + 64) - 1);
+	memcpy(img + 72, &(uint64_t){ len }, 8);
+	fix_header_crc(img);
+	expect_reject(img, len, "vcpu1: the CPUID section is missing");
+	free(img);
+
+	/* vcpu1's XSAVE renamed to FPU: the wrong size for an FPU. */
+	example_state(&s);
+	ck_assert_int_eq(snap_state_serialize(&s, &img, &len, err, sizeof(err)), 0);
+	snap_state_free(&s);
+	p = section(img, len, SNAP_SEC_XSAVE, 1, &slen);
+	put32(p - SNAP_SECTION_HDR_SIZE, SNAP_SEC_FPU);
+	expect_reject(img, len, "bytes, expected");
+	free(img);
+}
+END_TEST
+
+START_TEST(test_serialize_refuses_invalid)
+{
+	struct snap_state s;
+	uint8_t *img = NULL;
+	size_t len;
+	char err[256] = "";
+
+	example_state(&s);
+	s.vcpus[1].regs.rflags = 0;
+	ck_assert_int_eq(snap_state_serialize(&s, &img, &len, err, sizeof(err)), -EINVAL);
+	ck_assert_ptr_null(img);
+	ck_assert_ptr_nonnull(strstr(err, "RFLAGS"));
+	snap_state_free(&s);
+}
+END_TEST
+
+/* Writes seed inputs for fuzz/fuzz_snapshot_load when asked to. */
+START_TEST(test_write_fuzz_corpus)
+{
+	const char *dir = getenv("EMBER_SNAPSHOT_CORPUS");
+	size_t len;
+	uint8_t *img;
+	char path[512];
+	FILE *f;
+
+	if (!dir)
+		return;
+	img = example_image(&len);
+	snprintf(path, sizeof(path), "%s/valid-2vcpu", dir);
+	f = fopen(path, "wb");
+	ck_assert_ptr_nonnull(f);
+	fwrite(img, 1, len, f);
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/truncated", dir);
+	f = fopen(path, "wb");
+	fwrite(img, 1, len / 2, f);
+	fclose(f);
+	free(img);
+}
+END_TEST
+
+/* ---- the disks list ---- */
+
+static char tmpdir[64];
+static char disk_a[128], disk_b[128];
+static char opt_a[200], opt_b[200];
+
+static void make_file(const char *path, size_t size)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, (off_t)size), 0);
+	close(fd);
+}
+
+static void disks_setup(void)
+{
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/ember-snap-test.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+	snprintf(disk_a, sizeof(disk_a), "%s/a.img", tmpdir);
+	snprintf(disk_b, sizeof(disk_b), "%s/b.img", tmpdir);
+	make_file(disk_a, 1 << 20);
+	make_file(disk_b, 2 << 20);
+	snprintf(opt_a, sizeof(opt_a), "path=%s,serial=A", disk_a);
+	snprintf(opt_b, sizeof(opt_b), "%s,readonly=on", disk_b);
+}
+
+static void disks_teardown(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+static void two_disks(struct vm_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->disks[0] = opt_a;
+	cfg->nr_disks = 1;
+	cfg->devices[0] = (struct device_spec){ .type = "virtio-blk", .args = opt_b };
+	cfg->nr_devices = 1;
+}
+
+static void expect_disks(const char *json, const struct vm_config *cfg, const char *want)
+{
+	char err[512] = "";
+	int ret = snapshot_disks_check_json(json, strlen(json), cfg, err, sizeof(err));
+
+	if (!want) {
+		ck_assert_msg(ret == 0, "%s", err);
+		return;
+	}
+	ck_assert_int_ne(ret, 0);
+	ck_assert_msg(strstr(err, want), "error '%s' does not mention '%s'", err, want);
+}
+
+START_TEST(test_disks_same_files)
+{
+	struct vm_config cfg;
+	char *json = NULL, err[256] = "";
+
+	two_disks(&cfg);
+	ck_assert_int_eq(snapshot_disks_describe(&cfg, &json, err, sizeof(err)), 0);
+	ck_assert_ptr_nonnull(strstr(json, "\"serial\": \"A\""));
+	expect_disks(json, &cfg, NULL);
+	/* Written to, same size and inode: still the same disk. */
+	{
+		int fd = open(disk_a, O_WRONLY);
+
+		ck_assert_int_eq(pwrite(fd, "x", 1, 4096), 1);
+		close(fd);
+	}
+	expect_disks(json, &cfg, NULL);
+	free(json);
+}
+END_TEST
+
+START_TEST(test_disks_changed)
+{
+	struct vm_config cfg, other;
+	char *json = NULL, err[256] = "", copy[160], opt_copy[200];
+
+	two_disks(&cfg);
+	ck_assert_int_eq(snapshot_disks_describe(&cfg, &json, err, sizeof(err)), 0);
+	/* Grown. */
+	make_file(disk_b, 3 << 20);
+	expect_disks(json, &cfg, "bytes, it was");
+	make_file(disk_b, 2 << 20);
+	expect_disks(json, &cfg, NULL);
+	/* Another file with the same contents. */
+	snprintf(copy, sizeof(copy), "%s/copy.img", tmpdir);
+	make_file(copy, 1 << 20);
+	other = cfg;
+	snprintf(opt_copy, sizeof(opt_copy), "path=%s,serial=A", copy);
+	other.disks[0] = opt_copy;
+	expect_disks(json, &other, "not the file");
+	/* Replaced by rename: same path, new inode. */
+	ck_assert_int_eq(rename(copy, disk_a), 0);
+	expect_disks(json, &cfg, "not the file");
+	/* Gone. */
+	unlink(disk_a);
+	expect_disks(json, &cfg, "No such file");
+	/* Fewer disks; a different serial; writable instead of read-only. */
+	other = cfg;
+	other.nr_devices = 0;
+	expect_disks(json, &other, "2 disks, this VM has 1");
+	make_file(disk_a, 1 << 20);
+	free(json);
+	ck_assert_int_eq(snapshot_disks_describe(&cfg, &json, err, sizeof(err)), 0);
+	other = cfg;
+	snprintf(opt_copy, sizeof(opt_copy), "path=%s,serial=B", disk_a);
+	other.disks[0] = opt_copy;
+	expect_disks(json, &other, "serial");
+	other = cfg;
+	other.devices[0].args = disk_b;
+	expect_disks(json, &other, "read-only");
+	/* Hostile lists. */
+	expect_disks("{\"version\":1}", &cfg, "no version or disks");
+	expect_disks("{\"version\":2,\"disks\":[]}", &cfg, "version 2");
+	expect_disks("{\"version\":1,\"disks\":[1,2]}", &cfg, "mistyped");
+	expect_disks("nonsense", &cfg, "disks.json");
+	free(json);
+}
+END_TEST
+
+/* ---- the memory file ---- */
+
+START_TEST(test_memory_file_sparse_roundtrip)
+{
+	struct guest_mem gm, back;
+	struct snap_state s;
+	char path[160], err[256] = "";
+	uint64_t written = 0;
+	struct stat st;
+	int fd;
+
+	ck_assert_int_eq(gm_init(&gm, RAM, false), 0);
+	/* Three touched pages, one of them written back to zeros. */
+	ck_assert_int_eq(gm_fill(&gm, 0x1000, 0xaa, 4096), 0);
+	ck_assert_int_eq(gm_fill(&gm, 0x100000, 0x55, 8192), 0);
+	ck_assert_int_eq(gm_fill(&gm, 0x200000, 0, 4096), 0);
+	ck_assert_int_eq(gm_write(&gm, RAM - 8, "lastpage", 8), 0);
+	snprintf(path, sizeof(path), "%s/memory", tmpdir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(snapshot_write_memory(&gm, fd, &written), 0);
+	ck_assert_uint_eq(written, 4 * 4096);
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	ck_assert_int_eq(st.st_size, (off_t)RAM);
+	/* Holes where nothing was written (tmpfs and ext4 both report them). */
+	ck_assert_int_eq(lseek(fd, 0, SEEK_DATA), 0x1000);
+	ck_assert_int_eq(lseek(fd, 0x1000, SEEK_HOLE), 0x2000);
+	ck_assert_int_eq(lseek(fd, 0x2000, SEEK_DATA), 0x100000);
+	ck_assert_int_eq(lseek(fd, 0x100000, SEEK_HOLE), 0x102000);
+	ck_assert_int_eq(lseek(fd, 0x102000, SEEK_DATA), (off_t)(RAM - 4096));
+	ck_assert_uint_le((uint64_t)st.st_blocks * 512, 64 * 1024);
+	close(fd);
+
+	example_state(&s);
+	ck_assert_msg(snapshot_map_memory(path, &s, &back, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(back.ram_size, RAM);
+	ck_assert_int_eq(back.memfd, -1);
+	{
+		uint8_t a[8192], b[8192];
+
+		ck_assert_int_eq(gm_read(&gm, 0x100000, a, sizeof(a)), 0);
+		ck_assert_int_eq(gm_read(&back, 0x100000, b, sizeof(b)), 0);
+		ck_assert_int_eq(memcmp(a, b, sizeof(a)), 0);
+		ck_assert_int_eq(gm_read(&back, RAM - 8, b, 8), 0);
+		ck_assert_int_eq(memcmp(b, "lastpage", 8), 0);
+		/* Private: the guest's writes never reach the file. */
+		ck_assert_int_eq(gm_fill(&back, 0x1000, 0x11, 16), 0);
+		fd = open(path, O_RDONLY);
+		ck_assert_int_eq(pread(fd, b, 1, 0x1000), 1);
+		ck_assert_uint_eq(b[0], 0xaa);
+		close(fd);
+	}
+	gm_destroy(&back);
+	/* A memory file of the wrong size is refused. */
+	ck_assert_int_eq(truncate(path, RAM / 2), 0);
+	ck_assert_int_eq(snapshot_map_memory(path, &s, &back, err, sizeof(err)), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "truncated"));
+	snap_state_free(&s);
+	gm_destroy(&gm);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("snapshot");
+	TCase *tc = tcase_create("format");
+	TCase *td = tcase_create("files");
+
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_roundtrip);
+	tcase_add_test(tc, test_every_truncation_rejected);
+	tcase_add_test(tc, test_every_bit_flip_rejected);
+	tcase_add_test(tc, test_header_checks);
+	tcase_add_test(tc, test_field_checks);
+	tcase_add_test(tc, test_section_structure);
+	tcase_add_test(tc, test_missing_section);
+	tcase_add_test(tc, test_serialize_refuses_invalid);
+	tcase_add_test(tc, test_write_fuzz_corpus);
+	suite_add_tcase(s, tc);
+	tcase_add_checked_fixture(td, disks_setup, disks_teardown);
+	tcase_add_test(td, test_disks_same_files);
+	tcase_add_test(td, test_disks_changed);
+	tcase_add_test(td, test_memory_file_sparse_roundtrip);
+	suite_add_tcase(s, td);
+	return ck_run_suite(s);
+}
