@@ -107,9 +107,12 @@ static inline void device_request(const struct device_ctx *ctx, enum device_mach
 void device_emit_event(const struct device_ctx *ctx, const char *name, struct json_t *data);
 
 /* A QMP command served by a device. The control plane finds the first
- * realized device that offers `name` and calls fn with its state. On
- * success fn sets *ret (a new reference; NULL means {}) and returns 0; on
- * failure it writes a one-line reason to err and returns -errno. */
+ * realized device that offers `name` and calls fn with its state, on the
+ * main loop. The state is NULL when realize left it so (disabled by
+ * config): answer as for no instances (query-block: []). On success fn
+ * sets *ret (a new reference; NULL means {}) and returns 0; on failure it
+ * writes a one-line reason to err and returns -errno (a GenericError).
+ * args is a JSON object, never NULL; fn checks it. */
 struct device_qmp_command {
 	const char *name;
 	int (*fn)(void *state, struct json_t *args, struct json_t **ret, char *err,

@@ -193,6 +193,34 @@ static int backend_block_info(void *opaque, unsigned index, struct qmp_block_inf
 	return vm->block_info ? vm->block_info(vm, index, out) : -ENOENT;
 }
 
+/* A negative return from a device becomes a GenericError with its reason;
+ * every command is served on the main loop, as the devices' hooks are. */
+static int backend_device_command(void *opaque, const char *name, json_t *args, json_t **ret,
+				  char *err, size_t errlen)
+{
+	const struct device_qmp_command *cmd;
+	void *state;
+	int r;
+
+	cmd = vm_device_qmp_find(opaque, name, &state);
+	if (!cmd)
+		return QMP_NO_SUCH_COMMAND;
+	*ret = NULL;
+	r = cmd->fn(state, args, ret, err, errlen);
+	if (r < 0 && !err[0])
+		snprintf(err, errlen, "%s: %s", name, strerror(-r));
+	return r < 0 ? r : 0;
+}
+
+static void backend_device_command_names(void *opaque, json_t *names)
+{
+	struct vm *vm = opaque;
+
+	for (unsigned i = 0; i < vm->nr_devices; i++)
+		for (const struct device_qmp_command *c = vm->devices[i].desc->qmp; c && c->name; c++)
+			json_array_append_new(names, json_string(c->name));
+}
+
 static const struct qmp_backend_ops vm_qmp_ops = {
 	.query_status = backend_query_status,
 	.stop = backend_stop,
@@ -204,6 +232,8 @@ static const struct qmp_backend_ops vm_qmp_ops = {
 	.block_info = backend_block_info,
 	.exit_stats = backend_exit_stats,
 	.memory_size = backend_memory_size,
+	.device_command = backend_device_command,
+	.device_command_names = backend_device_command_names,
 };
 
 void vm_emit_event(struct vm *vm, const char *name, json_t *data)

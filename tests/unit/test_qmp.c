@@ -28,6 +28,7 @@ struct fake {
 	int state;		/* enum qmp_run_state */
 	int stops, conts, powerdowns, resets, quits;
 	int fail;		/* next action fails with -EIO and a message */
+	int device_cmds;
 	unsigned ncpus, ndisks;
 };
 
@@ -149,6 +150,43 @@ static uint64_t fake_mem(void *opaque)
 	return 256ULL << 20;
 }
 
+/* Device commands: echo, fail with a reason, fail with an errno only, and
+ * succeed with no return value. query-status is offered too: a built-in
+ * always wins over a device. */
+static int fake_device_command(void *opaque, const char *name, json_t *args, json_t **ret,
+			       char *err, size_t errlen)
+{
+	struct fake *f = opaque;
+
+	INC(f->device_cmds);
+	ck_assert_ptr_nonnull(args);
+	ck_assert(json_is_object(args));
+	if (!strcmp(name, "x-fake-echo")) {
+		*ret = json_pack("{s:O}", "args", args);
+		return 0;
+	}
+	if (!strcmp(name, "x-fake-fail")) {
+		snprintf(err, errlen, "fake device says no");
+		return -EINVAL;
+	}
+	if (!strcmp(name, "x-fake-errno"))
+		return -EIO;
+	if (!strcmp(name, "x-fake-noret"))
+		return 0;
+	ck_assert_str_ne(name, "query-status");
+	return QMP_NO_SUCH_COMMAND;
+}
+
+static void fake_device_command_names(void *opaque, json_t *names)
+{
+	static const char *const n[] = { "x-fake-echo", "x-fake-fail", "x-fake-echo",
+					 "query-status", "x-fake-errno", "x-fake-noret" };
+
+	(void)opaque;
+	for (size_t i = 0; i < sizeof(n) / sizeof(n[0]); i++)
+		json_array_append_new(names, json_string(n[i]));
+}
+
 static const struct qmp_backend_ops fake_ops = {
 	.query_status = fake_status,
 	.stop = fake_stop,
@@ -160,6 +198,8 @@ static const struct qmp_backend_ops fake_ops = {
 	.block_info = fake_block,
 	.exit_stats = fake_exits,
 	.memory_size = fake_mem,
+	.device_command = fake_device_command,
+	.device_command_names = fake_device_command_names,
 };
 
 static struct fake fake_init(void)
@@ -549,6 +589,64 @@ START_TEST(test_query_shapes)
 		}
 	}
 	json_decref(r);
+}
+END_TEST
+
+/* Commands the dispatcher does not know go to the devices, which check
+ * their own arguments; failures are GenericErrors with the device's reason;
+ * query-commands lists each device command once, built-ins first. */
+START_TEST(test_device_commands)
+{
+	json_t *r, *e;
+	size_t i;
+	unsigned echo = 0, status = 0;
+
+	/* Not before negotiation. */
+	expect_cmd_error("{\"execute\": \"x-fake-echo\"}", "CommandNotFound",
+			 "Expecting capabilities negotiation with 'qmp_capabilities'");
+	ck_assert_int_eq(sf.device_cmds, 0);
+	negotiate();
+
+	r = expect_return("{\"execute\": \"x-fake-echo\", \"arguments\": {\"n\": 3}}");
+	ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(r, "args"), "n")), 3);
+	json_decref(r);
+	r = expect_return("{\"execute\": \"x-fake-echo\"}");	/* args: {} */
+	ck_assert_uint_eq(json_object_size(json_object_get(r, "args")), 0);
+	json_decref(r);
+	r = cmd1("{\"execute\": \"x-fake-echo\", \"id\": 7}");
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "id")), 7);
+	json_decref(r);
+	r = expect_return("{\"execute\": \"x-fake-noret\"}");
+	ck_assert(json_is_object(r));
+	ck_assert_uint_eq(json_object_size(r), 0);
+	json_decref(r);
+	expect_cmd_error("{\"execute\": \"x-fake-fail\"}", "GenericError", "fake device says no");
+	expect_cmd_error("{\"execute\": \"x-fake-errno\"}", "GenericError", strerror(EIO));
+	expect_cmd_error("{\"execute\": \"x-fake-nosuch\"}", "CommandNotFound",
+			 "The command x-fake-nosuch has not been found");
+	/* Request validation still comes first. */
+	expect_cmd_error("{\"execute\": \"x-fake-echo\", \"arguments\": []}", "GenericError",
+			 "QMP input member 'arguments' must be an object");
+	ck_assert_int_eq(sf.device_cmds, 7);
+	/* A built-in is never sent to a device. */
+	json_decref(expect_return("{\"execute\": \"query-status\"}"));
+	ck_assert_int_eq(sf.device_cmds, 7);
+
+	r = expect_return("{\"execute\": \"query-commands\"}");
+	json_array_foreach(r, i, e) {
+		const char *n = json_string_value(json_object_get(e, "name"));
+
+		echo += !strcmp(n, "x-fake-echo");
+		status += !strcmp(n, "query-status");
+	}
+	ck_assert_uint_eq(echo, 1);
+	ck_assert_uint_eq(status, 1);
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(r, 0), "name")),
+			 "qmp_capabilities");
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(r, json_array_size(r) - 1),
+							   "name")), "x-fake-noret");
+	json_decref(r);
+	assert_recovered();
 }
 END_TEST
 
@@ -2002,6 +2100,7 @@ static Suite *qmp_suite(void)
 	tcase_add_test(tc, test_status_and_actions);
 	tcase_add_test(tc, test_run_state_names);
 	tcase_add_test(tc, test_query_shapes);
+	tcase_add_test(tc, test_device_commands);
 	tcase_add_test(tc, test_null_backend);
 	tcase_add_test(tc, test_malformed_before_negotiation);
 	tcase_add_test(tc, test_malformed_after_negotiation);

@@ -12,10 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "accel/kvm.h"
 #include "base/bus.h"
+#include "base/evloop.h"
 #include "devices/acpi/pm.h"
 #include "devices/device.h"
 #include "devices/virtio/blk.h"
@@ -119,6 +122,34 @@ static int fake_load(void *state, json_t *saved, char *err, size_t errlen)
 	return 0;
 }
 
+static int fake_qmp_reg(void *state, json_t *args, json_t **ret, char *err, size_t errlen)
+{
+	struct fake_dev *f = state;
+	json_t *set = json_object_get(args, "set");
+
+	if (set && !json_is_integer(set)) {
+		snprintf(err, errlen, "set: expected an integer");
+		return -EINVAL;
+	}
+	if (set)
+		f->reg = json_integer_value(set);
+	*ret = json_pack("{s:I}", "reg", f->reg);
+	return 0;
+}
+
+static int fake_qmp_enoent(void *state, json_t *args, json_t **ret, char *err, size_t errlen)
+{
+	(void)state; (void)args; (void)ret; (void)err; (void)errlen;
+	return -ENOENT;
+}
+
+static const struct device_qmp_command fake_qmp[] = {
+	{ "x-fake-reg", fake_qmp_reg },
+	{ "x-fake-enoent", fake_qmp_enoent },
+	{ "query-status", fake_qmp_enoent },	/* shadowed by the built-in */
+	{ NULL, NULL },
+};
+
 static struct device_desc fake_desc = {
 	.name = "fake",
 	.reset = fake_reset,
@@ -127,11 +158,27 @@ static struct device_desc fake_desc = {
 	.power_button = fake_power_button,
 	.save = fake_save,
 	.load = fake_load,
+	.qmp = fake_qmp,
+};
+
+/* A disabled device still answers its commands, as for no instances. */
+static int absent_qmp_count(void *state, json_t *args, json_t **ret, char *err, size_t errlen)
+{
+	(void)args; (void)err; (void)errlen;
+	*ret = json_pack("{s:i}", "count", state ? 1 : 0);
+	return 0;
+}
+
+static const struct device_qmp_command absent_qmp[] = {
+	{ "x-absent-count", absent_qmp_count },
+	{ "x-fake-reg", absent_qmp_count },	/* the first device offering it wins */
+	{ NULL, NULL },
 };
 
 /* A second device without state hooks, and one disabled by config. */
 static struct device_desc plain_desc = { .name = "plain" };
-static struct device_desc absent_desc = { .name = "absent", .save = fake_save, .load = fake_load };
+static struct device_desc absent_desc = { .name = "absent", .save = fake_save, .load = fake_load,
+					  .qmp = absent_qmp };
 static int plain_state;
 
 static struct vm vm;
@@ -411,6 +458,154 @@ START_TEST(test_paused_vm_blk_is_quiet)
 }
 END_TEST
 
+/* The machine's QMP backend over a socket, the main loop run by hand:
+ * device commands reach the first device that offers them (disabled ones
+ * too), failures are GenericErrors, query-commands lists them, and QMP
+ * stop/cont hold one pause that a snapshot's pause nests with. */
+struct qmp_client {
+	int fd;
+	char buf[65536];
+	size_t len;
+};
+
+static json_t *qmp_next(struct qmp_client *c)
+{
+	for (int i = 0; i < 500; i++) {
+		char *nl = memchr(c->buf, '\n', c->len);
+		ssize_t n;
+
+		if (nl) {
+			json_t *msg = json_loadb(c->buf, (size_t)(nl - c->buf), 0, NULL);
+
+			c->len -= (size_t)(nl + 1 - c->buf);
+			memmove(c->buf, nl + 1, c->len);
+			ck_assert_ptr_nonnull(msg);
+			if (json_object_get(msg, "event")) {
+				json_decref(msg);
+				continue;
+			}
+			return msg;
+		}
+		evloop_run_once(vm.loop, 10);
+		n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len, MSG_DONTWAIT);
+		if (n > 0)
+			c->len += (size_t)n;
+	}
+	ck_abort_msg("no QMP reply");
+	return NULL;
+}
+
+static json_t *qmp_cmd(struct qmp_client *c, const char *msg)
+{
+	ck_assert_int_eq(send(c->fd, msg, strlen(msg), MSG_NOSIGNAL), (ssize_t)strlen(msg));
+	return qmp_next(c);
+}
+
+static json_t *qmp_return(struct qmp_client *c, const char *msg)
+{
+	json_t *r = qmp_cmd(c, msg), *ret = json_incref(json_object_get(r, "return"));
+
+	ck_assert_msg(ret, "%s: %s", msg, json_dumps(r, JSON_COMPACT));
+	json_decref(r);
+	return ret;
+}
+
+static void qmp_expect_error(struct qmp_client *c, const char *msg, const char *cls,
+			     const char *desc)
+{
+	json_t *r = qmp_cmd(c, msg), *e = json_object_get(r, "error");
+
+	ck_assert_msg(e, "%s: %s", msg, json_dumps(r, JSON_COMPACT));
+	ck_assert_str_eq(json_string_value(json_object_get(e, "class")), cls);
+	ck_assert_str_eq(json_string_value(json_object_get(e, "desc")), desc);
+	json_decref(r);
+}
+
+START_TEST(test_qmp_backend)
+{
+	struct vm_config cfg = { .api_sock_fd = -1, .qmp_max_clients = 2 };
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char dir[] = "/tmp/ember-test-vmqmp-XXXXXX";
+	struct qmp_client *c = calloc(1, sizeof(*c));
+	unsigned found = 0, status = 0;
+	json_t *r, *e;
+	size_t i;
+
+	ck_assert_ptr_nonnull(c);
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/qmp.sock", dir);
+	cfg.api_sock = sa.sun_path;
+	vm.cfg = &cfg;
+	vm.loop = evloop_create();
+	ck_assert_ptr_nonnull(vm.loop);
+	ck_assert_int_eq(vm_control_start(&vm), 0);
+	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_eq(connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	r = qmp_next(c);	/* greeting */
+	ck_assert_ptr_nonnull(json_object_get(r, "QMP"));
+	json_decref(r);
+	json_decref(qmp_return(c, "{\"execute\": \"qmp_capabilities\"}"));
+
+	fake.reg = 5;
+	r = qmp_return(c, "{\"execute\": \"x-fake-reg\"}");
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "reg")), 5);
+	json_decref(r);
+	r = qmp_return(c, "{\"execute\": \"x-fake-reg\", \"arguments\": {\"set\": 9}}");
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "reg")), 9);
+	ck_assert_int_eq(fake.reg, 9);
+	json_decref(r);
+	qmp_expect_error(c, "{\"execute\": \"x-fake-reg\", \"arguments\": {\"set\": \"x\"}}",
+			 "GenericError", "set: expected an integer");
+	qmp_expect_error(c, "{\"execute\": \"x-fake-enoent\"}", "GenericError",
+			 "x-fake-enoent: No such file or directory");
+	qmp_expect_error(c, "{\"execute\": \"x-nosuch\"}", "CommandNotFound",
+			 "The command x-nosuch has not been found");
+	r = qmp_return(c, "{\"execute\": \"x-absent-count\"}");
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "count")), 0);
+	json_decref(r);
+	r = qmp_return(c, "{\"execute\": \"query-status\"}");
+	ck_assert_str_eq(json_string_value(json_object_get(r, "status")), "running");
+	json_decref(r);
+
+	r = qmp_return(c, "{\"execute\": \"query-commands\"}");
+	json_array_foreach(r, i, e) {
+		const char *n = json_string_value(json_object_get(e, "name"));
+
+		found += !strcmp(n, "x-fake-reg") + !strcmp(n, "x-fake-enoent") +
+			 !strcmp(n, "x-absent-count");
+		status += !strcmp(n, "query-status");
+	}
+	ck_assert_uint_eq(found, 3);
+	ck_assert_uint_eq(status, 1);
+	json_decref(r);
+
+	/* stop, then a snapshot's pause, then cont: still paused until the
+	 * snapshot lets go. A second stop or cont changes nothing. */
+	json_decref(qmp_return(c, "{\"execute\": \"stop\"}"));
+	ck_assert_int_eq(vm.state, VM_STATE_PAUSED);
+	json_decref(qmp_return(c, "{\"execute\": \"stop\"}"));
+	ck_assert_uint_eq(vm.pause_count, 1);
+	ck_assert_int_eq(vm_pause(&vm), 0);
+	json_decref(qmp_return(c, "{\"execute\": \"cont\"}"));
+	ck_assert_int_eq(vm.state, VM_STATE_PAUSED);
+	json_decref(qmp_return(c, "{\"execute\": \"cont\"}"));
+	ck_assert_uint_eq(vm.pause_count, 1);
+	ck_assert_int_eq(vm_resume(&vm), 0);
+	ck_assert_int_eq(vm.state, VM_STATE_RUNNING);
+	ck_assert_str_eq(fake.log, "pr");
+
+	json_decref(qmp_return(c, "{\"execute\": \"system_powerdown\"}"));
+	ck_assert_uint_eq(fake.presses, 1);
+
+	close(c->fd);
+	vm_control_stop(&vm);
+	evloop_destroy(vm.loop);
+	vm.loop = NULL;
+	rmdir(dir);
+	free(c);
+}
+END_TEST
+
 static Suite *vm_lifecycle_suite(void)
 {
 	Suite *s = suite_create("vm_lifecycle");
@@ -423,6 +618,7 @@ static Suite *vm_lifecycle_suite(void)
 	tcase_add_test(tc, test_power_button);
 	tcase_add_test(tc, test_power_button_acpi_pm);
 	tcase_add_test(tc, test_save_load);
+	tcase_add_test(tc, test_qmp_backend);
 	tcase_add_test(tc, test_reset_order);
 	tcase_add_test(tc, test_paused_vm_blk_is_quiet);
 	suite_add_tcase(s, tc);

@@ -97,7 +97,19 @@ struct qmp_backend_ops {
 	 * The dispatcher adds "disks" from block_info. NULL means {}. */
 	json_t *(*exit_stats)(void *opaque);
 	uint64_t (*memory_size)(void *opaque);	/* guest RAM, bytes */
+	/* Commands the machine's devices serve, for names the dispatcher does
+	 * not know itself. Returns QMP_NO_SUCH_COMMAND when no device offers
+	 * `name`; otherwise the device's result: 0 with *ret set (a new
+	 * reference; NULL means {}), or -errno with a one-line reason in err
+	 * (GenericError). args is never NULL; the device checks it. */
+	int (*device_command)(void *opaque, const char *name, json_t *args, json_t **ret,
+			      char *err, size_t errlen);
+	/* query-commands: append every device command's name (a JSON string)
+	 * to names; duplicates and built-in names are dropped by the caller. */
+	void (*device_command_names)(void *opaque, json_t *names);
 };
+
+#define QMP_NO_SUCH_COMMAND 1
 
 /* ---- Sessions: one client's protocol state (no I/O) ---- */
 

@@ -463,12 +463,30 @@ static const struct qmp_cmd qmp_cmds[] = {
 
 static json_t *cmd_query_commands(struct qmp_session *s, json_t *args, json_t **err)
 {
-	json_t *list = json_array();
+	json_t *list = json_array(), *names, *name;
 	size_t i;
 
-	(void)s; (void)args; (void)err;
+	(void)args; (void)err;
 	for (i = 0; i < sizeof(qmp_cmds) / sizeof(qmp_cmds[0]); i++)
 		json_array_append_new(list, json_pack("{s:s}", "name", qmp_cmds[i].name));
+	if (!s->ops || !s->ops->device_command_names)
+		return list;
+	names = json_array();
+	s->ops->device_command_names(s->backend, names);
+	json_array_foreach(names, i, name) {
+		const char *n = json_string_value(name);
+		size_t j;
+		json_t *seen;
+		bool dup = false;
+
+		if (!n || cmd_lookup(n))
+			continue;
+		json_array_foreach(list, j, seen)
+			dup = dup || !strcmp(json_string_value(json_object_get(seen, "name")), n);
+		if (!dup)
+			json_array_append_new(list, json_pack("{s:s}", "name", n));
+	}
+	json_decref(names);
 	return list;
 }
 
@@ -489,6 +507,32 @@ static json_t *with_id(json_t *reply, json_t *id)
 	if (reply && id)
 		json_object_set(reply, "id", id);
 	return reply;
+}
+
+/* A command no built-in serves goes to the devices (their own argument
+ * checks); a device's failure is a GenericError with its reason. */
+static json_t *device_command(struct qmp_session *s, const char *name, json_t *args)
+{
+	json_t *empty = NULL, *ret = NULL;
+	char msg[256] = "";
+	int r = QMP_NO_SUCH_COMMAND;
+
+	if (s->ops && s->ops->device_command) {
+		if (!args)
+			args = empty = json_object();
+		r = s->ops->device_command(s->backend, name, args, &ret, msg, sizeof(msg));
+		json_decref(empty);
+	}
+	if (r == QMP_NO_SUCH_COMMAND) {
+		json_decref(ret);
+		return qmp_error_new("CommandNotFound", "The command %s has not been found",
+				     name);
+	}
+	if (r < 0) {
+		json_decref(ret);
+		return generic_error("%s", msg[0] ? msg : strerror(-r));
+	}
+	return json_pack("{s:o}", "return", ret ? ret : json_object());
 }
 
 static json_t *dispatch(struct qmp_session *s, json_t *req, json_t **id_out)
@@ -520,8 +564,7 @@ static json_t *dispatch(struct qmp_session *s, json_t *req, json_t **id_out)
 		return qmp_error_new("CommandNotFound",
 				     "Expecting capabilities negotiation with 'qmp_capabilities'");
 	if (!cmd)
-		return qmp_error_new("CommandNotFound", "The command %s has not been found",
-				     name);
+		return device_command(s, name, args);
 	if (s->negotiated && cmd->fn == cmd_qmp_capabilities)
 		return qmp_error_new("CommandNotFound",
 				     "Capabilities negotiation is already complete, command ignored");
