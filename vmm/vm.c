@@ -21,6 +21,7 @@
 #include "base/evloop.h"
 #include "base/log.h"
 #include "vmm/notify.h"
+#include "vmm/snapshot/snapshot.h"
 #include "vmm/vcpu.h"
 
 /* Exit statuses (documented in the README). */
@@ -297,11 +298,14 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	if (kvm_set_tss_addr(vm->kvm, KVM_TSS_ADDR))
 		log_debug("KVM_SET_TSS_ADDR not accepted");
 
-	ret = gm_init(&vm->mem, cfg->memory, cfg->hugepages);
+	/* --restore: guest RAM is the snapshot's memory file (it logs why not). */
+	ret = cfg->restore_dir ? snapshot_restore_open(&vm->restore, cfg, &vm->mem) :
+				 gm_init(&vm->mem, cfg->memory, cfg->hugepages);
 	if (ret) {
-		log_err("cannot allocate %llu MiB of guest memory%s: %s",
-			(unsigned long long)(cfg->memory >> 20),
-			cfg->hugepages ? " in hugepages" : "", strerror(-ret));
+		if (!cfg->restore_dir)
+			log_err("cannot allocate %llu MiB of guest memory%s: %s",
+				(unsigned long long)(cfg->memory >> 20),
+				cfg->hugepages ? " in hugepages" : "", strerror(-ret));
 		goto err;
 	}
 	for (unsigned i = 0; i < vm->mem.nr; i++) {
@@ -346,10 +350,11 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	ret = vm_realize_devices(vm);
 	if (ret)
 		goto err;
-	ret = vm_load_guest(vm);
+	/* A restored VM's RAM already holds the guest; vm_run loads its state. */
+	ret = vm->restore ? 0 : vm_load_guest(vm);
 	if (ret)
 		goto err;
-	ret = vcpu_setup_boot(vm->vcpus[0], &vm->boot);
+	ret = vm->restore ? 0 : vcpu_setup_boot(vm->vcpus[0], &vm->boot);
 	if (ret) {
 		log_err("cannot set up the boot vCPU: %s", strerror(-ret));
 		goto err;
@@ -862,15 +867,23 @@ int vm_run(struct vm *vm)
 		goto out;
 	}
 
-	pthread_mutex_lock(&vm->lock);
-	vm->state = VM_STATE_RUNNING;
-	pthread_mutex_unlock(&vm->lock);
-	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
-		ret = vcpu_start(vm->vcpus[i]);
-		if (ret) {
-			log_err("cannot start vcpu%u: %s", i, strerror(-ret));
-			vm_request_error(vm, "vCPU thread creation failed");
-			break;
+	if (vm->restore) {
+		/* The vCPUs start parked and load the snapshot, then run. */
+		if (snapshot_restore_start(vm)) {
+			ctx.status = 1;	/* a start-up failure, like a bad flag */
+			ctx.done = true;
+		}
+	} else {
+		pthread_mutex_lock(&vm->lock);
+		vm->state = VM_STATE_RUNNING;
+		pthread_mutex_unlock(&vm->lock);
+		for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+			ret = vcpu_start(vm->vcpus[i]);
+			if (ret) {
+				log_err("cannot start vcpu%u: %s", i, strerror(-ret));
+				vm_request_error(vm, "vCPU thread creation failed");
+				break;
+			}
 		}
 	}
 	notify_ready();
@@ -928,4 +941,6 @@ void vm_destroy(struct vm *vm)
 	if (vm->initrd_img)
 		munmap((void *)vm->initrd_img, vm->initrd_size);
 	vm->kernel_img = vm->initrd_img = NULL;
+	snapshot_restore_free(vm->restore);
+	vm->restore = NULL;
 }
