@@ -17,6 +17,7 @@
 #include "base/evloop.h"
 #include "base/log.h"
 #include "vmm/notify.h"
+#include "vmm/snapshot/snapshot.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm.h"
 
@@ -221,6 +222,11 @@ static void backend_device_command_names(void *opaque, json_t *names)
 			json_array_append_new(names, json_string(c->name));
 }
 
+static int backend_snapshot_save(void *opaque, const char *path, char *err, size_t errlen)
+{
+	return snapshot_save_cmd(opaque, path, err, errlen);
+}
+
 static const struct qmp_backend_ops vm_qmp_ops = {
 	.query_status = backend_query_status,
 	.stop = backend_stop,
@@ -234,6 +240,7 @@ static const struct qmp_backend_ops vm_qmp_ops = {
 	.memory_size = backend_memory_size,
 	.device_command = backend_device_command,
 	.device_command_names = backend_device_command_names,
+	.snapshot_save = backend_snapshot_save,
 };
 
 void vm_emit_event(struct vm *vm, const char *name, json_t *data)

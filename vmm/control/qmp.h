@@ -107,6 +107,10 @@ struct qmp_backend_ops {
 	/* query-commands: append every device command's name (a JSON string)
 	 * to names; duplicates and built-in names are dropped by the caller. */
 	void (*device_command_names)(void *opaque, json_t *names);
+	/* snapshot-save {"path": DIR}: write a snapshot into DIR. A running VM
+	 * stops first and stays stopped (the backend emits STOP itself). 0, or
+	 * -errno with a one-line reason in err. */
+	int (*snapshot_save)(void *opaque, const char *path, char *err, size_t errlen);
 };
 
 #define QMP_NO_SUCH_COMMAND 1

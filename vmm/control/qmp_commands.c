@@ -442,6 +442,29 @@ static json_t *cmd_quit(struct qmp_session *s, json_t *args, json_t **err)
 		      json_pack("{s:b, s:s}", "guest", 0, "reason", "host-qmp-quit"), err);
 }
 
+static const struct qmp_arg snapshot_save_args[] = {
+	{ "path", ARG_STR, false },
+	{ NULL, 0, false },
+};
+
+static json_t *cmd_snapshot_save(struct qmp_session *s, json_t *args, json_t **err)
+{
+	const char *path = json_string_value(json_object_get(args, "path"));
+	char msg[512] = "";
+	int r;
+
+	if (!OP(s, snapshot_save)) {
+		*err = generic_error("'%s' is not supported", "snapshot-save");
+		return NULL;
+	}
+	r = s->ops->snapshot_save(s->backend, path, msg, sizeof(msg));
+	if (r < 0) {
+		*err = generic_error("%s", msg[0] ? msg : strerror(-r));
+		return NULL;
+	}
+	return json_object();
+}
+
 static const struct qmp_cmd qmp_cmds[] = {
 	{ "qmp_capabilities", cmd_qmp_capabilities, caps_args },
 	{ "query-version", cmd_query_version, NULL },
@@ -459,6 +482,7 @@ static const struct qmp_cmd qmp_cmds[] = {
 	{ "system_powerdown", cmd_system_powerdown, NULL },
 	{ "system_reset", cmd_system_reset, NULL },
 	{ "quit", cmd_quit, NULL },
+	{ "snapshot-save", cmd_snapshot_save, snapshot_save_args },
 };
 
 static json_t *cmd_query_commands(struct qmp_session *s, json_t *args, json_t **err)
