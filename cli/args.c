@@ -93,6 +93,7 @@ enum {
 	OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_CONSOLE,
 	OPT_ON_REBOOT, OPT_CPU_MODEL, OPT_API_SOCK, OPT_CONFIG, OPT_HUGEPAGES,
 	OPT_TEST_DEVICE, OPT_SHUTDOWN_TIMEOUT, OPT_HELP, OPT_DEBUG_EXIT,
+	OPT_RESTORE, OPT_RESTORE_PAUSED,
 	/* Hand-written device flags, used only while no options table claims
 	 * the flag (their devices move onto the registry). */
 	OPT_DISK, OPT_RNG, OPT_VIRTIO_CONSOLE,
@@ -116,6 +117,8 @@ static const struct option base_options[] = {
 	{ "hugepages", no_argument, NULL, OPT_HUGEPAGES },
 	{ "test-device", no_argument, NULL, OPT_TEST_DEVICE },
 	{ "debug-exit", no_argument, NULL, OPT_DEBUG_EXIT },
+	{ "restore", required_argument, NULL, OPT_RESTORE },
+	{ "restore-paused", no_argument, NULL, OPT_RESTORE_PAUSED },
 	{ "help", no_argument, NULL, OPT_HELP },
 };
 
@@ -204,6 +207,9 @@ void args_usage(FILE *out)
 		"  --test-device            the MMIO test device used by test guests\n"
 		"  --debug-exit             isa-debug-exit at port 0xf4: the guest sets the exit status\n"
 		"                           to (v << 1) | 1 (default: only for the built-in demo)\n"
+		"  --restore DIR            start from the snapshot in DIR (QMP snapshot-save), with the\n"
+		"                           same --cpus, --memory, --cpu-model and devices\n"
+		"  --restore-paused         with --restore: stay paused until QMP cont\n"
 		"\n"
 		"devices (options: key=value,key=value; booleans on|off; sizes with K/M/G/T):\n");
 	for (size_t i = 0; i < COUNT(legacy_device_options); i++)
@@ -463,6 +469,14 @@ int args_parse_run(int argc, char **argv, struct vm_config *cfg, char *err, size
 		case OPT_DEBUG_EXIT:
 			cfg->debug_exit = DEBUG_EXIT_ON;
 			break;
+		case OPT_RESTORE:
+			if (!*optarg)
+				bad("--restore: empty path");
+			cfg->restore_dir = optarg;
+			break;
+		case OPT_RESTORE_PAUSED:
+			cfg->restore_paused = true;
+			break;
 		case OPT_HELP:
 			args_usage(stdout);
 			ret = 1;
@@ -488,6 +502,10 @@ int args_parse_run(int argc, char **argv, struct vm_config *cfg, char *err, size
 		goto out;
 	if (cfg->initrd && !cfg->kernel)
 		bad("--initrd needs --kernel");
+	if (cfg->restore_paused && !cfg->restore_dir)
+		bad("--restore-paused needs --restore DIR");
+	if (cfg->restore_dir && cfg->hugepages)
+		bad("--restore maps the snapshot's memory file lazily and cannot use --hugepages");
 out:
 	return ret;
 }
