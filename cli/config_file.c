@@ -1,6 +1,7 @@
 #include "cli/config_file.h"
 
 #include "cli/args.h"
+#include "devices/options.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -19,8 +20,17 @@
 static char **cf_strings;
 static size_t cf_nr, cf_cap;
 
+/* The JSON key that set a device type in this load (two keys may name the
+ * same type: "disk" and the older "disks"). */
+struct device_key {
+	const char *type;
+	const char *key;
+};
+
 struct loader {
 	struct vm_config cfg;	/* working copy, committed on success */
+	struct device_key set[CONFIG_MAX_DEVICES];
+	unsigned nr_set;
 	size_t first_string;	/* cf_strings index where this load began */
 	char *err;
 	size_t errlen;
@@ -268,6 +278,205 @@ static int get_disks(struct loader *ld, json_t *v)
 	return 0;
 }
 
+/* ---- devices from options tables ---- */
+
+/* "path, readonly, serial" into buf. */
+static void option_names(const struct dev_option_table *t, char *buf, size_t len)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (unsigned i = 0; i < t->nr_opts && used < len; i++) {
+		int w = snprintf(buf + used, len - used, "%s%s", i ? ", " : "", t->opts[i].name);
+
+		if (w < 0)
+			break;
+		used += (size_t)w;
+	}
+}
+
+static const struct dev_option *table_option(const struct dev_option_table *t, const char *name,
+					     size_t len)
+{
+	for (unsigned i = 0; i < t->nr_opts; i++)
+		if (strlen(t->opts[i].name) == len && !strncmp(t->opts[i].name, name, len))
+			return &t->opts[i];
+	return NULL;
+}
+
+/* An object of option: value into "key=value,..." (table order). */
+static int object_to_options(struct loader *ld, const struct dev_option_table *t,
+			     const char *path, json_t *obj, char **out)
+{
+	char *opt = NULL, num[32], valid[256];
+	size_t len = 0;
+	const char *key;
+	json_t *v;
+	int r = 0;
+
+	json_object_foreach(obj, key, v) {
+		if (!table_option(t, key, strlen(key))) {
+			option_names(t, valid, sizeof(valid));
+			if (!t->nr_opts)
+				return fail(ld, "%s.%s: unknown option (%s takes no options)", path,
+					    key, t->type);
+			return fail(ld, "%s.%s: unknown option (valid: %s)", path, key, valid);
+		}
+	}
+	for (unsigned i = 0; i < t->nr_opts; i++) {
+		const char *name = t->opts[i].name, *val;
+
+		v = json_object_get(obj, name);
+		if (!v)
+			continue;
+		if (json_is_string(v)) {
+			val = json_string_value(v);
+			if (strlen(val) != json_string_length(v)) {
+				r = fail(ld, "%s.%s: must not contain NUL", path, name);
+				goto out;
+			}
+			if (strchr(val, ',')) {
+				r = fail(ld, "%s.%s: must not contain ','", path, name);
+				goto out;
+			}
+		} else if (json_is_integer(v)) {
+			snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(v));
+			val = num;
+		} else if (json_is_boolean(v)) {
+			val = json_is_true(v) ? "on" : "off";
+		} else {
+			r = fail(ld, "%s.%s: expected string, integer or boolean", path, name);
+			goto out;
+		}
+		if (opt_append(&opt, &len, name, val) < 0) {
+			r = fail(ld, "%s: out of memory", path);
+			goto out;
+		}
+	}
+	*out = opt ? opt : strdup("");
+	opt = NULL;
+	if (!*out)
+		r = fail(ld, "%s: out of memory", path);
+out:
+	free(opt);
+	return r;
+}
+
+/* Parse the option string as realize will; errors name the field path:
+ * "disk[1].readonly: expected on or off", "disk[0]: unknown option ...". */
+static int validate_options(struct loader *ld, const struct dev_option_table *t,
+			    const char *path, const char *args)
+{
+	void *scratch = calloc(1, t->size ? t->size : 1);
+	char why[224];
+	size_t klen;
+
+	if (!scratch)
+		return fail(ld, "%s: out of memory", path);
+	if (dev_options_parse(t, args, scratch, why, sizeof(why)) == 0) {
+		dev_options_free(t, scratch);
+		free(scratch);
+		return 0;
+	}
+	free(scratch);
+	klen = strcspn(why, ":");
+	if (why[klen] == ':' && table_option(t, why, klen))
+		return fail(ld, "%s.%s", path, why);
+	return fail(ld, "%s: %s", path, why);
+}
+
+/* One instance: an option string, an object of options, or true. */
+static int device_instance(struct loader *ld, const struct dev_option_table *t,
+			   const char *path, json_t *v, const char **out)
+{
+	char *args = NULL;
+	int r;
+
+	if (json_is_string(v)) {
+		if (strlen(json_string_value(v)) != json_string_length(v))
+			return fail(ld, "%s: must not contain NUL", path);
+		args = strdup(json_string_value(v));
+		if (!args)
+			return fail(ld, "%s: out of memory", path);
+	} else if (json_is_object(v)) {
+		r = object_to_options(ld, t, path, v, &args);
+		if (r)
+			return r;
+	} else if (json_is_true(v)) {
+		args = strdup("");
+		if (!args)
+			return fail(ld, "%s: out of memory", path);
+	} else {
+		return fail(ld, "%s: expected an option string, an object or true%s", path,
+			    t->max_instances > 1 ? ", or an array of them" : "");
+	}
+	r = validate_options(ld, t, path, args);
+	if (r) {
+		free(args);
+		return r;
+	}
+	*out = keep(ld, args);
+	return *out ? 0 : fail(ld, "%s: out of memory", path);
+}
+
+static int add_spec(struct loader *ld, const struct dev_option_table *t, const char *path,
+		    const char *args)
+{
+	if (ld->cfg.nr_devices >= CONFIG_MAX_DEVICES)
+		return fail(ld, "%s: too many devices (at most %d in all)", path,
+			    CONFIG_MAX_DEVICES);
+	ld->cfg.devices[ld->cfg.nr_devices++] = (struct device_spec){ t->type, args };
+	return 0;
+}
+
+/* key: the device(s) of table t; replaces what an earlier load set. false
+ * means none. */
+static int get_device(struct loader *ld, const struct dev_option_table *t, const char *key,
+		      json_t *v)
+{
+	unsigned max = t->max_instances ? t->max_instances : 1;
+	const char *args;
+	char path[96];
+	size_t i;
+	json_t *e;
+	int r;
+
+	for (i = 0; i < ld->nr_set; i++)
+		if (!strcmp(ld->set[i].type, t->type))
+			return fail(ld, "%s: %s already given as '%s'", key, t->type,
+				    ld->set[i].key);
+	if (ld->nr_set < CONFIG_MAX_DEVICES)
+		ld->set[ld->nr_set++] = (struct device_key){ t->type, key };
+	for (i = 0; i < ld->cfg.nr_devices; i++) {
+		if (!strcmp(ld->cfg.devices[i].type, t->type)) {
+			memmove(&ld->cfg.devices[i], &ld->cfg.devices[i + 1],
+				(ld->cfg.nr_devices - i - 1) * sizeof(ld->cfg.devices[0]));
+			ld->cfg.nr_devices--;
+			i--;
+		}
+	}
+	if (json_is_false(v))
+		return 0;
+	if (!json_is_array(v)) {
+		r = device_instance(ld, t, key, v, &args);
+		return r ? r : add_spec(ld, t, key, args);
+	}
+	if (max == 1)
+		return fail(ld, "%s: expected an option string, an object or true (one %s device)",
+			    key, t->type);
+	if (json_array_size(v) > max)
+		return fail(ld, "%s: at most %u %s devices", key, max, t->type);
+	json_array_foreach(v, i, e) {
+		snprintf(path, sizeof(path), "%s[%zu]", key, i);
+		r = device_instance(ld, t, path, e, &args);
+		if (!r)
+			r = add_spec(ld, t, path, args);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
 static int get_choice(struct loader *ld, json_t *v, const char *field,
 		      const char *a, const char *b, int *out)
 {
@@ -311,6 +520,9 @@ static int apply(struct loader *ld, json_t *root)
 			r = get_uint(ld, v, key, 0, 86400, &ld->cfg.qmp_idle_timeout_s);
 		} else if (!strcmp(key, "memory")) {
 			r = get_memory(ld, v);
+		} else if (!strcmp(key, "disks") && dev_option_table_find("virtio-blk")) {
+			/* The older name of the virtio-blk table's key. */
+			r = get_device(ld, dev_option_table_find("virtio-blk"), key, v);
 		} else if (!strcmp(key, "disks")) {
 			r = get_disks(ld, v);
 		} else if (!strcmp(key, "console")) {
@@ -327,6 +539,12 @@ static int apply(struct loader *ld, json_t *root)
 			r = json_is_boolean(v) ? 0 : fail(ld, "%s: expected boolean", key);
 			if (!r)
 				ld->cfg.hugepages = json_is_true(v);
+		} else if (!strcmp(key, "test_device")) {
+			r = json_is_boolean(v) ? 0 : fail(ld, "%s: expected boolean", key);
+			if (!r)
+				ld->cfg.test_device = json_is_true(v);
+		} else if (dev_option_table_by_json_key(key)) {
+			r = get_device(ld, dev_option_table_by_json_key(key), key, v);
 		} else if (!strcmp(key, "debug_exit")) {
 			r = json_is_boolean(v) ? 0 : fail(ld, "%s: expected boolean", key);
 			if (!r)

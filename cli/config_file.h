@@ -15,12 +15,20 @@
  *     "api_sock": "/run/ember/vm.sock", "shutdown_timeout": 30,
  *     "qmp_max_clients": 16, "qmp_handshake_timeout": 10,
  *     "qmp_idle_timeout": 300,   (seconds; see struct qmp_limits)
- *     "hugepages": false
+ *     "hugepages": false, "debug_exit": false, "test_device": false,
+ *     "<json_key>": ...          (one per device options table, below)
  *   }
  *
- * "disks" replaces cfg->disks[] / nr_disks with option strings of the
- * --disk form ("path=/img,readonly=on,serial=root,aio=io_uring,cache=none");
- * CLI --disk flags may then append to them.
+ * Devices: every registered options table (devices/options.h) has its
+ * json_key, holding one instance as an option string in the --FLAG syntax
+ * ("path=/img,readonly=on"), an object of options ({"path": "/img",
+ * "readonly": true}; strings, integers and booleans), or true (no options);
+ * an array of those for a repeatable device; false for none. Each instance
+ * becomes a cfg->devices[] spec and is parsed once here, so errors name the
+ * field: "disk[1].readonly: expected on or off", "disk[0].foo: unknown
+ * option (valid: path, ...)". A key replaces the specs of its device type;
+ * CLI flags then add to repeatable devices and replace single ones.
+ * "disks" is the older name of the virtio-blk key.
  *
  * Strings stored into cfg are allocated by the loader and stay valid until
  * config_file_free(). */

@@ -1,6 +1,8 @@
 /* libFuzzer target: everything an operator (or a tool generating configs)
- * feeds the CLI: JSON VM configs (config_file_parse), --disk option strings
- * (blk_parse_opts) and `ember run` argument vectors (args_parse_run).
+ * feeds the CLI: JSON VM configs (config_file_parse), a --disk value
+ * (args_parse_run with the one flag) and `ember run` argument vectors.
+ * Device specs a successful parse leaves in the config must parse with
+ * their options table (fuzz_dev_options covers that parser alone).
  *
  * Input: byte 0 picks the parser (mod 3), the rest is its text; for the
  * argument parser, NUL or newline separates arguments (at most 64). */
@@ -12,19 +14,41 @@
 
 #include "cli/args.h"
 #include "cli/config_file.h"
-#include "devices/virtio/blk.h"
+#include "devices/options.h"
 #include "base/log.h"
 
 #define MAX_ARGS 64
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* Every spec names a registered table and parses with it. */
+static void check_specs(const struct vm_config *cfg)
+{
+	char err[256];
+
+	if (cfg->nr_devices > CONFIG_MAX_DEVICES)
+		abort();
+	for (unsigned i = 0; i < cfg->nr_devices; i++) {
+		const struct dev_option_table *t = dev_option_table_find(cfg->devices[i].type);
+		void *o;
+
+		if (!t || !cfg->devices[i].args)
+			abort();
+		o = calloc(1, t->size ? t->size : 1);
+		if (!o)
+			return;
+		if (dev_options_parse(t, cfg->devices[i].args, o, err, sizeof(err)))
+			abort();
+		dev_options_free(t, o);
+		free(o);
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct vm_config cfg;
-	struct blk_opts o;
 	char err[256], *text, *argv[MAX_ARGS + 2];
-	int argc = 0;
+	int argc = 0, ret;
 
 	if (size < 1)
 		return 0;
@@ -40,23 +64,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 0:
 		if (config_file_parse(text, size - 1, &cfg, err, sizeof(err)) == 0) {
 			/* What the file set must be consistent. */
-			if (cfg.nr_disks > CONFIG_MAX_DISKS || !cfg.cpus)
+			if (!cfg.cpus)
 				abort();
-			for (unsigned i = 0; i < cfg.nr_disks; i++)
-				if (blk_parse_opts(cfg.disks[i], &o, err, sizeof(err)) == 0 && !o.path[0])
-					abort();
+			check_specs(&cfg);
 		} else if (!err[0] || !memchr(err, 0, sizeof(err))) {
 			abort();	/* a failure always says why */
 		}
 		config_file_free();
 		break;
 	case 1:
-		if (blk_parse_opts(text, &o, err, sizeof(err)) == 0) {
-			if (!o.path[0] || strlen(o.serial) > BLK_SERIAL_LEN)
-				abort();
-		} else if (!err[0]) {
+		argv[0] = "run";
+		argv[1] = "--disk";
+		argv[2] = text;
+		argv[3] = NULL;
+		if (args_parse_run(3, argv, &cfg, err, sizeof(err)) == 0)
+			check_specs(&cfg);
+		else if (!err[0])
 			abort();
-		}
 		break;
 	case 2:
 		argv[argc++] = "run";
@@ -70,8 +94,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			p = end + 1;
 		}
 		argv[argc] = NULL;
-		if (args_parse_run(argc, argv, &cfg, err, sizeof(err)) < 0 && !err[0])
-			abort();
+		ret = args_parse_run(argc, argv, &cfg, err, sizeof(err));
+		if (ret == 0)
+			check_specs(&cfg);
+		else if (ret < 0 && !err[0])
+			abort();	/* 1: --help was printed */
 		break;
 	}
 	free(text);

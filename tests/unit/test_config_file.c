@@ -9,7 +9,61 @@
 
 #include "cli/args.h"
 #include "cli/config_file.h"
+#include "devices/options.h"
 #include "helpers/ck_run.h"
+
+/* Test device tables: their JSON keys must work like the real devices'. */
+struct xdisk_opts {
+	char *path;
+	bool readonly;
+	uint64_t queues;
+	uint64_t block;
+	unsigned cache;
+};
+
+static const char *const xcache[] = { "none", "writeback", NULL };
+
+static const struct dev_option xdisk_opts[] = {
+	{ .name = "path", .type = DEV_OPT_STRING, .offset = DEV_OPT_FIELD(struct xdisk_opts, path),
+	  .required = true },
+	{ .name = "readonly", .type = DEV_OPT_BOOL,
+	  .offset = DEV_OPT_FIELD(struct xdisk_opts, readonly), .def = "off" },
+	{ .name = "queues", .type = DEV_OPT_UINT, .offset = DEV_OPT_FIELD(struct xdisk_opts, queues),
+	  .def = "1", .min = 1, .max = 8 },
+	{ .name = "block", .type = DEV_OPT_SIZE, .offset = DEV_OPT_FIELD(struct xdisk_opts, block),
+	  .def = "512" },
+	{ .name = "cache", .type = DEV_OPT_ENUM, .offset = DEV_OPT_FIELD(struct xdisk_opts, cache),
+	  .choices = xcache, .def = "writeback" },
+};
+
+static struct dev_option_table xdisk_table = {
+	.type = "x-cfg-disk", .flag = "x-cfg-disk", .json_key = "x_disk", .summary = "test disk",
+	.max_instances = 3, .size = sizeof(struct xdisk_opts), .opts = xdisk_opts,
+	.nr_opts = DEV_OPT_COUNT(xdisk_opts),
+};
+DEV_OPTION_TABLE_REGISTER(xdisk_table)
+
+struct xchr_opts {
+	char *backend;
+};
+
+static const struct dev_option xchr_opts[] = {
+	{ .name = "backend", .type = DEV_OPT_STRING,
+	  .offset = DEV_OPT_FIELD(struct xchr_opts, backend), .def = "none" },
+};
+
+static struct dev_option_table xchr_table = {
+	.type = "x-cfg-chr", .flag = "x-cfg-chr", .json_key = "x_chr", .summary = "test chardev",
+	.positional = "backend", .arg_optional = true, .max_instances = 1,
+	.size = sizeof(struct xchr_opts), .opts = xchr_opts, .nr_opts = DEV_OPT_COUNT(xchr_opts),
+};
+DEV_OPTION_TABLE_REGISTER(xchr_table)
+
+static struct dev_option_table xbare_table = {
+	.type = "x-cfg-bare", .flag = "x-cfg-bare", .json_key = "x_bare", .summary = "bare",
+	.arg_optional = true, .max_instances = 1,
+};
+DEV_OPTION_TABLE_REGISTER(xbare_table)
 
 static struct vm_config cfg;
 static char err[256];
@@ -64,6 +118,7 @@ START_TEST(test_full_config)
 		"  \"qmp_handshake_timeout\": 0,\n"
 		"  \"qmp_idle_timeout\": 3600,\n"
 		"  \"hugepages\": true,\n"
+		"  \"test_device\": true,\n"
 		"  \"debug_exit\": true\n"
 		"}\n";
 
@@ -89,6 +144,7 @@ START_TEST(test_full_config)
 	ck_assert_uint_eq(cfg.qmp_handshake_timeout_s, 0);
 	ck_assert_uint_eq(cfg.qmp_idle_timeout_s, 3600);
 	ck_assert(cfg.hugepages);
+	ck_assert(cfg.test_device);
 	ck_assert_int_eq(cfg.debug_exit, DEBUG_EXIT_ON);
 	ck_assert_int_eq(cfg.api_sock_fd, -1);
 }
@@ -206,6 +262,7 @@ START_TEST(test_errors)
 	expect_fail("{\"cpu_model\": 1}", "cpu_model: expected string");
 	expect_fail("{\"hugepages\": \"yes\"}", "hugepages: expected boolean");
 	expect_fail("{\"debug_exit\": 1}", "debug_exit: expected boolean");
+	expect_fail("{\"test_device\": \"on\"}", "test_device: expected boolean");
 	ck_assert_int_eq(parse("{\"debug_exit\": false}"), 0);
 	ck_assert_int_eq(cfg.debug_exit, DEBUG_EXIT_OFF);
 
@@ -232,6 +289,195 @@ START_TEST(test_errors)
 		    "disks: at most 8 disks");
 	/* An error after good fields still changes nothing. */
 	expect_fail("{\"kernel\": \"/k\", \"cpus\": 2, \"bogus\": 1}", "bogus: unknown key");
+}
+END_TEST
+
+static const char *spec_args(const char *type, unsigned nth)
+{
+	for (unsigned i = 0; i < cfg.nr_devices; i++)
+		if (!strcmp(cfg.devices[i].type, type) && nth-- == 0)
+			return cfg.devices[i].args;
+	return NULL;
+}
+
+START_TEST(test_devices)
+{
+	ck_assert_msg(parse("{\"x_disk\": [\"path=/a,readonly=on\", "
+			    "{\"cache\": \"none\", \"path\": \"/b\", \"readonly\": false, "
+			    "\"queues\": 4, \"block\": \"4K\"}, true], "
+			    "\"x_chr\": \"file:/tmp/c\", \"x_bare\": true}") == -EINVAL,
+		      "true for a device with a required option");
+	ck_assert_str_eq(err, "x_disk[2].path: required (path=STR)");
+
+	ck_assert_msg(parse("{\"x_disk\": [\"path=/a,readonly=on\", "
+			    "{\"cache\": \"none\", \"path\": \"/b\", \"readonly\": false, "
+			    "\"queues\": 4, \"block\": 4096}], "
+			    "\"x_chr\": \"file:/tmp/c\", \"x_bare\": true}") == 0, "%s", err);
+	ck_assert_uint_eq(cfg.nr_devices, 4);
+	ck_assert_str_eq(spec_args("x-cfg-disk", 0), "path=/a,readonly=on");
+	/* Objects become option strings in table order. */
+	ck_assert_str_eq(spec_args("x-cfg-disk", 1), "path=/b,readonly=off,queues=4,block=4096,cache=none");
+	ck_assert_str_eq(spec_args("x-cfg-chr", 0), "file:/tmp/c");
+	ck_assert_str_eq(spec_args("x-cfg-bare", 0), "");
+
+	/* A single object, not an array, for a repeatable device too. */
+	config_defaults(&cfg);
+	ck_assert_msg(parse("{\"x_disk\": {\"path\": \"/only\"}, \"x_chr\": {\"backend\": \"stdio\"}}")
+		      == 0, "%s", err);
+	ck_assert_uint_eq(cfg.nr_devices, 2);
+	ck_assert_str_eq(spec_args("x-cfg-disk", 0), "path=/only");
+	ck_assert_str_eq(spec_args("x-cfg-chr", 0), "backend=stdio");
+	/* A later load replaces a type's specs; false removes them. */
+	ck_assert_msg(parse("{\"x_disk\": [\"path=/n1\", \"path=/n2\"], \"x_chr\": false}") == 0,
+		      "%s", err);
+	ck_assert_uint_eq(cfg.nr_devices, 2);
+	ck_assert_str_eq(spec_args("x-cfg-disk", 0), "path=/n1");
+	ck_assert_str_eq(spec_args("x-cfg-disk", 1), "path=/n2");
+	ck_assert_ptr_null(spec_args("x-cfg-chr", 0));
+	ck_assert_int_eq(parse("{\"x_disk\": []}"), 0);
+	ck_assert_uint_eq(cfg.nr_devices, 0);
+}
+END_TEST
+
+START_TEST(test_device_errors)
+{
+	expect_fail("{\"x_disk\": [\"path=/a\", {\"path\": \"/b\", \"readonly\": \"maybe\"}]}",
+		    "x_disk[1].readonly: expected on or off");
+	expect_fail("{\"x_disk\": [\"path=/a,readonly=maybe\"]}",
+		    "x_disk[0].readonly: expected on or off");
+	expect_fail("{\"x_disk\": {\"path\": \"/b\", \"ro\": true}}",
+		    "x_disk.ro: unknown option (valid: path, readonly, queues, block, cache)");
+	expect_fail("{\"x_disk\": \"path=/b,ro=1\"}",
+		    "x_disk: unknown option 'ro' (valid: path, readonly, queues, block, cache)");
+	expect_fail("{\"x_disk\": [{\"path\": \"/a,b\"}]}", "x_disk[0].path: must not contain ','");
+	expect_fail("{\"x_disk\": [{\"path\": 1.5}]}",
+		    "x_disk[0].path: expected string, integer or boolean");
+	expect_fail("{\"x_disk\": [{\"path\": null}]}",
+		    "x_disk[0].path: expected string, integer or boolean");
+	expect_fail("{\"x_disk\": [{\"path\": \"/a\", \"queues\": 9}]}",
+		    "x_disk[0].queues: expected a number from 1 to 8");
+	expect_fail("{\"x_disk\": [{\"path\": \"/a\", \"queues\": -1}]}",
+		    "x_disk[0].queues: expected a number from 1 to 8");
+	expect_fail("{\"x_disk\": [{\"path\": \"/a\", \"cache\": \"unsafe\"}]}",
+		    "x_disk[0].cache: expected none or writeback");
+	expect_fail("{\"x_disk\": [{\"path\": \"\"}]}", "x_disk[0].path: must not be empty");
+	expect_fail("{\"x_disk\": [{}]}", "x_disk[0].path: required (path=STR)");
+	expect_fail("{\"x_disk\": 3}",
+		    "x_disk: expected an option string, an object or true, or an array of them");
+	expect_fail("{\"x_disk\": [[]]}",
+		    "x_disk[0]: expected an option string, an object or true, or an array of them");
+	expect_fail("{\"x_disk\": [\"path=/1\", \"path=/2\", \"path=/3\", \"path=/4\"]}",
+		    "x_disk: at most 3 x-cfg-disk devices");
+	expect_fail("{\"x_chr\": [\"stdio\"]}",
+		    "x_chr: expected an option string, an object or true (one x-cfg-chr device)");
+	expect_fail("{\"x_chr\": null}", "x_chr: expected an option string, an object or true");
+	expect_fail("{\"x_chr\": \"stdio,x\"}", "x_chr: expected key=value, got 'x'");
+	expect_fail("{\"x_bare\": {\"a\": 1}}", "x_bare.a: unknown option (x-cfg-bare takes no options)");
+	expect_fail("{\"x_bare\": \"a=1\"}", "x_bare: unknown option 'a' (x-cfg-bare takes no options)");
+	/* An error in a device after good ones leaves cfg untouched. */
+	expect_fail("{\"x_chr\": \"stdio\", \"x_disk\": [\"path=/a\", \"bad\"]}",
+		    "x_disk[1]: expected key=value, got 'bad'");
+}
+END_TEST
+
+/* Defaults, the file, then flags: CLI flags add to the file's repeatable
+ * devices and replace its single-instance ones. */
+START_TEST(test_device_file_then_flags)
+{
+	char *argv[] = { (char *)"run", (char *)"--x-cfg-disk", (char *)"path=/cli",
+			 (char *)"--x-cfg-chr=stdio", (char *)"--console", (char *)"none", NULL };
+
+	ck_assert_msg(parse("{\"x_disk\": [\"path=/f\"], \"x_chr\": \"file:/f\"}") == 0, "%s", err);
+	ck_assert_msg(args_parse_run(6, argv, &cfg, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(cfg.nr_devices, 3);
+	ck_assert_str_eq(spec_args("x-cfg-disk", 0), "path=/f");
+	ck_assert_str_eq(spec_args("x-cfg-disk", 1), "path=/cli");
+	ck_assert_str_eq(spec_args("x-cfg-chr", 0), "stdio");
+}
+END_TEST
+
+/* Every `ember run` flag has a JSON config key, except these, which are
+ * not VM configuration. (--version is a top-level command, not a flag.) */
+static const struct {
+	const char *flag;
+	const char *why;
+} cli_only[] = {
+	{ "help", "prints the usage and exits" },
+	{ "config", "names the JSON file itself" },
+};
+
+/* Hand-written device flags still waiting for their device's options
+ * table: once a table claims the flag, the entry stops applying. */
+static const char *const legacy_device_flags[] = { "disk", "rng", "virtio-console" };
+
+static bool json_key_known(const char *key)
+{
+	char text[160], unknown[160];
+
+	config_defaults(&cfg);
+	snprintf(text, sizeof(text), "{\"%s\": null}", key);
+	snprintf(unknown, sizeof(unknown), "%s: unknown key", key);
+	/* null is wrong for every key, so the error shows who took it. */
+	ck_assert_int_eq(parse(text), -EINVAL);
+	return strcmp(err, unknown) != 0;
+}
+
+START_TEST(test_every_flag_has_a_json_key)
+{
+	for (const struct option *o = args_long_options(); o->name; o++) {
+		const struct dev_option_table *t = dev_option_table_by_flag(o->name);
+		char key[64];
+		size_t i;
+		bool skip = false;
+
+		for (i = 0; i < sizeof(cli_only) / sizeof(cli_only[0]); i++)
+			skip |= !strcmp(o->name, cli_only[i].flag);
+		for (i = 0; !t && i < sizeof(legacy_device_flags) / sizeof(legacy_device_flags[0]); i++)
+			skip |= !strcmp(o->name, legacy_device_flags[i]);
+		if (skip)
+			continue;
+		if (t) {
+			ck_assert_msg(json_key_known(t->json_key), "--%s: JSON key %s unknown", o->name,
+				      t->json_key);
+			continue;
+		}
+		snprintf(key, sizeof(key), "%s", o->name);
+		for (char *p = key; *p; p++)
+			if (*p == '-')
+				*p = '_';
+		ck_assert_msg(json_key_known(key), "--%s has no JSON config key '%s'", o->name, key);
+	}
+	/* The exemptions are real flags. */
+	for (size_t i = 0; i < sizeof(cli_only) / sizeof(cli_only[0]); i++) {
+		const struct option *o;
+
+		for (o = args_long_options(); o->name; o++)
+			if (!strcmp(o->name, cli_only[i].flag))
+				break;
+		ck_assert_msg(o->name, "cli_only lists --%s, which is no flag", cli_only[i].flag);
+	}
+}
+END_TEST
+
+/* Each device table has both: a flag `ember run` takes, and a JSON key that
+ * reaches the device (not shadowed by a machine key). */
+START_TEST(test_every_device_has_flag_and_key)
+{
+	for (const struct dev_option_table *t = dev_option_tables(); t; t = t->next) {
+		const struct option *o;
+		char text[160], want[160];
+
+		for (o = args_long_options(); o->name; o++)
+			if (!strcmp(o->name, t->flag))
+				break;
+		ck_assert_msg(o->name, "%s: no --%s flag", t->type, t->flag);
+		config_defaults(&cfg);
+		snprintf(text, sizeof(text), "{\"%s\": 5}", t->json_key);
+		snprintf(want, sizeof(want), "%s: expected an option string", t->json_key);
+		ck_assert_int_eq(parse(text), -EINVAL);
+		ck_assert_msg(!strncmp(err, want, strlen(want)), "%s: JSON key %s: %s", t->type,
+			      t->json_key, err);
+	}
 }
 END_TEST
 
@@ -277,6 +523,11 @@ static Suite *config_file_suite(void)
 	tcase_add_test(tc, test_errors);
 	tcase_add_test(tc, test_syntax_errors);
 	tcase_add_test(tc, test_example_config);
+	tcase_add_test(tc, test_devices);
+	tcase_add_test(tc, test_device_errors);
+	tcase_add_test(tc, test_device_file_then_flags);
+	tcase_add_test(tc, test_every_flag_has_a_json_key);
+	tcase_add_test(tc, test_every_device_has_flag_and_key);
 	suite_add_tcase(s, tc);
 	return s;
 }
