@@ -111,19 +111,31 @@ static struct bus_range *bus_find(struct bus *bus, uint64_t addr, unsigned len)
 
 static struct ratelimit unhandled_rl = RATELIMIT_INIT(5000, 10);
 
+/* The handler is copied out and called after the lock is dropped, so a
+ * handler may itself register or unregister ranges on this bus (a PCI
+ * config write through ECAM that moves a BAR). */
+struct bus_hit {
+	const struct bus_dev_ops *ops;
+	void *opaque;
+	uint64_t off;
+};
+
 bool bus_read(struct bus *bus, uint64_t addr, void *data, unsigned len)
 {
 	struct bus_range *r;
+	struct bus_hit h = { 0 };
 
 	pthread_rwlock_rdlock(&bus->lock);
 	r = bus_find(bus, addr, len);
 	if (r && r->ops->read) {
 		__atomic_fetch_add(&r->reads, 1, __ATOMIC_RELAXED);
-		r->ops->read(r->opaque, addr - r->base, data, len);
-		pthread_rwlock_unlock(&bus->lock);
-		return true;
+		h = (struct bus_hit){ r->ops, r->opaque, addr - r->base };
 	}
 	pthread_rwlock_unlock(&bus->lock);
+	if (h.ops) {
+		h.ops->read(h.opaque, h.off, data, len);
+		return true;
+	}
 	memset(data, 0xff, len);
 	if (!r) {
 		__atomic_fetch_add(&bus->unhandled_reads, 1, __ATOMIC_RELAXED);
@@ -137,17 +149,20 @@ bool bus_read(struct bus *bus, uint64_t addr, void *data, unsigned len)
 bool bus_write(struct bus *bus, uint64_t addr, const void *data, unsigned len)
 {
 	struct bus_range *r;
+	struct bus_hit h = { 0 };
 
 	pthread_rwlock_rdlock(&bus->lock);
 	r = bus_find(bus, addr, len);
 	if (r) {
 		__atomic_fetch_add(&r->writes, 1, __ATOMIC_RELAXED);
-		if (r->ops->write)
-			r->ops->write(r->opaque, addr - r->base, data, len);
-		pthread_rwlock_unlock(&bus->lock);
-		return true;
+		h = (struct bus_hit){ r->ops, r->opaque, addr - r->base };
 	}
 	pthread_rwlock_unlock(&bus->lock);
+	if (r) {
+		if (h.ops->write)
+			h.ops->write(h.opaque, h.off, data, len);
+		return true;
+	}
 	__atomic_fetch_add(&bus->unhandled_writes, 1, __ATOMIC_RELAXED);
 	if (ratelimit_allow(&unhandled_rl))
 		log_debug("%s: unhandled write of %u bytes at 0x%llx", bus->name, len,

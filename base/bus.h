@@ -44,7 +44,13 @@ int bus_unregister(struct bus *bus, uint64_t base);
 
 /* Dispatch an access. The access must lie wholly inside one range.
  * Unhandled reads fill `data` with all ones; unhandled writes are dropped.
- * Returns true when a device handled the access. */
+ * Returns true when a device handled the access.
+ *
+ * The handler runs without the bus lock, so it may register and unregister
+ * ranges itself; in exchange an access that found a range just before
+ * bus_unregister() may still be running its handler after it returns. Free
+ * a range's opaque only when no vCPU can be dispatching (vCPUs parked or
+ * gone), as device destruction does. */
 bool bus_read(struct bus *bus, uint64_t addr, void *data, unsigned len);
 bool bus_write(struct bus *bus, uint64_t addr, const void *data, unsigned len);
 

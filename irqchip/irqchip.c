@@ -91,14 +91,27 @@ int irqchip_restore_reset_state(struct irqchip *ic)
 	return ret;
 }
 
+/* Without a VM (unit tests) there is nothing to drive: -ENODEV. */
 int irqchip_set_line(struct irqchip *ic, unsigned gsi, bool level)
 {
+	if (!ic->kvm)
+		return -ENODEV;
 	return kvm_irq_line(ic->kvm, gsi, level ? 1 : 0);
 }
 
 int irqchip_pulse(struct irqchip *ic, unsigned gsi)
 {
-	int ret = kvm_irq_line(ic->kvm, gsi, 1);
+	int ret;
 
+	if (!ic->kvm)
+		return -ENODEV;
+	ret = kvm_irq_line(ic->kvm, gsi, 1);
 	return ret ? ret : kvm_irq_line(ic->kvm, gsi, 0);
+}
+
+int irqchip_signal_msi(struct irqchip *ic, uint64_t addr, uint32_t data)
+{
+	if (!ic->kvm)
+		return -ENODEV;
+	return kvm_signal_msi(ic->kvm, addr, data) < 0 ? -EIO : 0;
 }

@@ -30,5 +30,7 @@ int irqchip_restore_reset_state(struct irqchip *ic);
 /* Drive a GSI line level (edge devices pulse: 1 then 0). */
 int irqchip_set_line(struct irqchip *ic, unsigned gsi, bool level);
 int irqchip_pulse(struct irqchip *ic, unsigned gsi);
+/* Inject one MSI (KVM_SIGNAL_MSI): for sources without an irqfd. */
+int irqchip_signal_msi(struct irqchip *ic, uint64_t addr, uint32_t data);
 
 #endif

@@ -6,17 +6,14 @@
  * only; GSI 0-23 on IOAPIC pins 0-23) plus one MSI route per allocated GSI
  * (24 and up) that has a message.
  *
- * Updates only mark the table dirty; it is committed to KVM at most once
- * per batch of changes: lazily, right before an interrupt is sent through
- * an irqfd while the table is dirty, or by an explicit irq_routing_commit().
- * Unchanged messages never dirty the table.
+ * Updates only mark the table dirty; irq_routing_commit() pushes it to KVM
+ * once per batch of changes (the MSI-X model commits when vectors are
+ * unmasked or their messages change, so an irqfd on such a GSI delivers
+ * the current message). Unchanged messages never dirty the table.
  *
- * struct irq_msi is one MSI source: a GSI with an irqfd, so any thread
- * raises it with an eventfd write; without a GSI or irqfd it falls back to
- * KVM_SIGNAL_MSI. struct irq_intx is one level-triggered INTx line: an irqfd
- * in resample mode (KVM deasserts on EOI and signals the resample eventfd,
- * where the line is re-asserted if the source is still pending), or
- * KVM_IRQ_LINE when resampling is unavailable.
+ * The sources themselves (an eventfd per GSI assigned as an irqfd, INTx
+ * lines) belong to their devices (devices/pci/host.c) and reach KVM
+ * through the device context.
  *
  * Without a struct kvm_vm (unit tests) the table is kept and "committed"
  * (counted) but nothing reaches KVM. */
@@ -29,7 +26,6 @@
 #include <linux/kvm.h>
 
 struct kvm_vm;
-struct evloop;
 
 #define IRQ_NR_LEGACY_GSI	24	/* IOAPIC pins; GSIs below this are fixed */
 #define IRQ_NR_PIC_GSI		16
@@ -83,56 +79,5 @@ uint64_t irq_routing_commit_count(struct irq_routing *r);
 /* The table as it would be committed, for tests: fills up to max entries
  * and returns the total count. */
 unsigned irq_routing_build(struct irq_routing *r, struct kvm_irq_routing_entry *e, unsigned max);
-
-/* ---- MSI sources ---- */
-
-struct irq_msi {
-	struct irq_routing *r;
-	int gsi;		/* -1: no GSI, KVM_SIGNAL_MSI fallback */
-	int efd;		/* irqfd eventfd, -1 if none */
-	bool irqfd;		/* efd is assigned to gsi in KVM */
-	uint64_t addr;		/* last message set */
-	uint32_t data;
-	bool has_msg;
-};
-
-/* Allocate a GSI and an irqfd for it. Never fails for lack of a GSI or of
- * irqfd support (the source then uses KVM_SIGNAL_MSI); returns -ENOMEM and
- * such only. */
-int irq_msi_init(struct irq_msi *m, struct irq_routing *r) __attribute__((warn_unused_result));
-void irq_msi_destroy(struct irq_msi *m);
-/* New message: update the route if it differs. */
-void irq_msi_set_msg(struct irq_msi *m, uint64_t addr, uint32_t data);
-/* Drop the route (the message is kept for the fallback). */
-void irq_msi_clear_msg(struct irq_msi *m);
-/* Send the current message. Callers serialise set_msg and fire for one
- * source (the MSI-X lock does). Returns 0 or -errno. */
-int irq_msi_fire(struct irq_msi *m);
-
-/* ---- Level-triggered INTx lines ---- */
-
-typedef bool (*irq_intx_pending_fn)(void *opaque);
-
-struct irq_intx {
-	struct kvm_vm *kvm;
-	struct evloop *loop;
-	unsigned gsi;
-	int efd;		/* irqfd (resample mode), -1: KVM_IRQ_LINE fallback */
-	int rfd;		/* resample eventfd */
-	irq_intx_pending_fn pending;
-	void *opaque;
-	bool level;		/* fallback: level last driven */
-	pthread_mutex_t lock;	/* fallback: orders line updates */
-	uint64_t asserts;	/* times the line was raised (statistics, tests) */
-};
-
-/* kvm and loop may be NULL (then every set is only counted). pending()
- * is called on the event loop thread after each EOI. */
-int irq_intx_init(struct irq_intx *x, struct kvm_vm *kvm, struct evloop *loop, unsigned gsi,
-		  irq_intx_pending_fn pending, void *opaque) __attribute__((warn_unused_result));
-void irq_intx_destroy(struct irq_intx *x);
-/* Thread-safe. With resampling, a deassert is a no-op: KVM drops the line
- * at EOI and the resample handler asks pending() before raising it again. */
-void irq_intx_set(struct irq_intx *x, bool level);
 
 #endif

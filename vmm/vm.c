@@ -87,7 +87,7 @@ static int vm_load_guest(struct vm *vm)
 		.initrd_size = vm->initrd_size,
 		.cmdline = vm->cfg->cmdline,
 	};
-	struct acpi_build_ctx actx = { .nr_cpus = vm->nr_vcpus, .vm = vm };
+	struct acpi_build_ctx actx = { .nr_cpus = vm->nr_vcpus, .vm = vm, .pci = vm->dev_ctx.pci };
 	char err[256] = "";
 	int ret;
 

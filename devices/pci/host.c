@@ -1,65 +1,243 @@
 /* The machine's PCI host bridge: the model of devices/pci/pci.c on ports
- * 0xCF8-0xCFF, an ECAM window and two BAR windows, interrupts through the
- * irqchip (an irqfd-backed GSI per MSI-X vector, a resampling irqfd per
- * INTx pin), and the ACPI description: MCFG, \_SB.PCI0 with its windows and
- * _PRT, and a motherboard-resource device reserving ECAM. */
+ * 0xCF8-0xCFF and an ECAM window, BARs mapped straight onto the VM's MMIO
+ * bus, interrupts through the device context (an irqfd on its own GSI per
+ * MSI-X vector, a resampling irqfd per INTx pin) and the irqchip's GSI
+ * routing table, and the ACPI description: MCFG, \_SB.PCI0 with its windows
+ * and _PRT, and a motherboard-resource device reserving ECAM. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "devices/device.h"
 #include "devices/pci/pci.h"
 #include "irqchip/irqchip.h"
 #include "irqchip/routing.h"
 #include "vmm/acpi/acpi.h"
+#include "base/evloop.h"
+#include "base/guest_mem.h"
 #include "base/log.h"
-#include "vmm/vm.h"
 
 #define GIB (1ULL << 30)
 
 struct pci_vm_host {
-	struct pci_host host;		/* first: pci_host_of() casts */
-	struct vm *vm;
-	bool pio_on, ecam_on, w32_on, w64_on;
+	struct pci_host host;		/* first: the device state is the host */
+	bool pio_on, ecam_on;
+};
+
+/* One MSI-X vector: a GSI of its own whose MSI route the MSI-X model sets
+ * on unmask, and an eventfd bound to it as an irqfd. */
+struct pci_vec_irq {
+	int gsi;			/* -1: none left (KVM_SIGNAL_MSI instead) */
+	int efd;			/* -1: no irqfd */
+};
+
+/* A level-triggered INTx line: an irqfd in resample mode (KVM drops the
+ * line at EOI and signals rfd, where it is raised again while the device
+ * still asserts it), or irqchip_set_line when resampling is unavailable. */
+struct pci_intx_line {
+	const struct device_ctx *ctx;
+	struct pci_device *dev;
+	unsigned gsi;
+	int efd, rfd;			/* -1: irqchip_set_line */
+	bool level;			/* fallback: the level last driven */
+	pthread_mutex_t lock;		/* fallback: orders line updates */
 };
 
 struct pci_dev_irq {
 	unsigned nvec;
-	struct irq_msi *vec;
+	struct pci_vec_irq *vec;
 	bool has_intx;
-	struct irq_intx intx;
+	struct pci_intx_line intx;
 };
 
 static struct ratelimit irq_rl = RATELIMIT_INIT(5000, 10);
 
-struct pci_host *pci_host_of(struct vm *vm)
+static struct irq_routing *routing_of(const struct pci_host *h)
 {
-	return vm ? vm_device_state(vm, PCI_HOST_DEVICE_NAME) : NULL;
+	return h->ctx && h->ctx->irqchip ? &h->ctx->irqchip->routing : NULL;
 }
 
-static struct vm *host_vm(struct pci_host *h)
+/* ---- MSI-X vectors ---- */
+
+static void vec_irq_init(struct pci_host *h, struct pci_device *d, unsigned v,
+			 struct pci_vec_irq *x)
 {
-	return ((struct pci_vm_host *)h)->vm;
+	struct irq_routing *r = routing_of(h);
+	int ret;
+
+	x->gsi = x->efd = -1;
+	if (!r)
+		return;
+	x->gsi = irq_gsi_alloc(r);
+	if (x->gsi < 0) {
+		log_debug("pci %s: no free GSI for MSI-X vector %u: KVM_SIGNAL_MSI", d->name, v);
+		return;
+	}
+	x->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (x->efd < 0)
+		return;
+	ret = device_irqfd(h->ctx, (unsigned)x->gsi, x->efd, -1, true);
+	if (ret) {
+		log_debug("pci %s: irqfd for MSI-X vector %u (GSI %d): %s; KVM_SIGNAL_MSI",
+			  d->name, v, x->gsi, strerror(-ret));
+		close(x->efd);
+		x->efd = -1;
+		return;
+	}
+	(void)pci_msix_bind_eventfd(d, v, x->efd);
 }
 
-/* ---- Interrupt plumbing ---- */
-
-static bool intx_pending(void *opaque)
+static void vec_irq_destroy(struct pci_host *h, struct pci_device *d, unsigned v,
+			    struct pci_vec_irq *x)
 {
-	return pci_intx_effective(opaque);
+	if (x->efd >= 0) {
+		(void)pci_msix_bind_eventfd(d, v, -1);
+		if (device_irqfd(h->ctx, (unsigned)x->gsi, x->efd, -1, false))
+			log_warn("pci %s: cannot deassign the irqfd of GSI %d", d->name, x->gsi);
+		close(x->efd);
+	}
+	if (x->gsi >= 0)
+		irq_gsi_free(routing_of(h), (unsigned)x->gsi);
+	x->gsi = x->efd = -1;
 }
+
+static void irq_msi_route(struct pci_host *h, struct pci_device *d, unsigned vec, uint64_t addr,
+			  uint32_t data)
+{
+	struct pci_dev_irq *p = d->irq_priv;
+
+	if (p && vec < p->nvec && p->vec[vec].gsi >= 0)
+		(void)irq_routing_set_msi(routing_of(h), (unsigned)p->vec[vec].gsi, addr, data);
+}
+
+static int irq_msi_commit(struct pci_host *h, struct pci_device *d)
+{
+	struct irq_routing *r = routing_of(h);
+
+	(void)d;
+	return r ? irq_routing_commit(r) : 0;
+}
+
+/* Vectors without an irqfd, or whose route could not be committed. */
+static void irq_msi_send(struct pci_host *h, struct pci_device *d, unsigned vec, uint64_t addr,
+			 uint32_t data)
+{
+	int ret = h->ctx && h->ctx->irqchip ? irqchip_signal_msi(h->ctx->irqchip, addr, data) :
+					      -ENODEV;
+
+	if (ret && ratelimit_allow(&irq_rl))
+		log_warn("pci %s: MSI-X vector %u not delivered: %s", d->name, vec, strerror(-ret));
+}
+
+/* ---- INTx ---- */
+
+static void intx_resample(void *opaque, uint32_t events)
+{
+	struct pci_intx_line *x = opaque;
+	eventfd_t v;
+
+	(void)events;
+	if (eventfd_read(x->rfd, &v) < 0)
+		return;
+	/* KVM dropped the line at EOI; raise it again while the device still
+	 * asserts it (level semantics). */
+	if (pci_intx_effective(x->dev) && eventfd_write(x->efd, 1) < 0)
+		log_warn("pci %s: INTx GSI %u re-assert: %s", x->dev->name, x->gsi, strerror(errno));
+}
+
+static int intx_init(struct pci_intx_line *x, const struct device_ctx *ctx, struct pci_device *d)
+{
+	int ret;
+
+	memset(x, 0, sizeof(*x));
+	x->ctx = ctx;
+	x->dev = d;
+	x->gsi = d->gsi;
+	x->efd = x->rfd = -1;
+	ret = -pthread_mutex_init(&x->lock, NULL);
+	if (ret || !ctx->loop)
+		return ret;
+	x->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	x->rfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (x->efd < 0 || x->rfd < 0)
+		goto fallback;
+	ret = device_irqfd(ctx, x->gsi, x->efd, x->rfd, true);
+	if (ret) {
+		log_debug("pci %s: resampling irqfd on GSI %u: %s; using the irqchip line", d->name,
+			  x->gsi, strerror(-ret));
+		goto fallback;
+	}
+	if (evloop_add(ctx->loop, x->rfd, EPOLLIN, intx_resample, x)) {
+		(void)device_irqfd(ctx, x->gsi, x->efd, -1, false);
+		goto fallback;
+	}
+	return 0;
+fallback:
+	if (x->efd >= 0)
+		close(x->efd);
+	if (x->rfd >= 0)
+		close(x->rfd);
+	x->efd = x->rfd = -1;
+	return 0;
+}
+
+static void intx_destroy(struct pci_intx_line *x)
+{
+	if (x->efd >= 0) {
+		evloop_del(x->ctx->loop, x->rfd);
+		if (device_irqfd(x->ctx, x->gsi, x->efd, -1, false))
+			log_warn("pci %s: cannot deassign the INTx irqfd of GSI %u", x->dev->name,
+				 x->gsi);
+		close(x->efd);
+		close(x->rfd);
+	} else if (x->level && x->ctx->irqchip) {
+		(void)irqchip_set_line(x->ctx->irqchip, x->gsi, false);
+	}
+	pthread_mutex_destroy(&x->lock);
+	x->efd = x->rfd = -1;
+	x->level = false;
+}
+
+static void irq_intx_line(struct pci_host *h, struct pci_device *d, bool level)
+{
+	struct pci_dev_irq *p = d->irq_priv;
+	struct pci_intx_line *x;
+
+	(void)h;
+	if (!p || !p->has_intx)
+		return;
+	x = &p->intx;
+	if (x->efd >= 0) {
+		/* A deassert is KVM's job at EOI; the resampler asks again. */
+		if (level && eventfd_write(x->efd, 1) < 0)
+			log_warn("pci %s: INTx GSI %u: %s", d->name, x->gsi, strerror(errno));
+		return;
+	}
+	pthread_mutex_lock(&x->lock);
+	if (level != x->level) {
+		x->level = level;
+		if (x->ctx->irqchip && irqchip_set_line(x->ctx->irqchip, x->gsi, level) &&
+		    ratelimit_allow(&irq_rl))
+			log_warn("pci %s: INTx GSI %u: cannot set the line", d->name, x->gsi);
+	}
+	pthread_mutex_unlock(&x->lock);
+}
+
+/* ---- Per-device plumbing ---- */
 
 static void irq_detach(struct pci_host *h, struct pci_device *d)
 {
 	struct pci_dev_irq *p = d->irq_priv;
 
-	(void)h;
 	if (!p)
 		return;
 	for (unsigned i = 0; i < p->nvec; i++)
-		irq_msi_destroy(&p->vec[i]);
+		vec_irq_destroy(h, d, i, &p->vec[i]);
 	if (p->has_intx)
-		irq_intx_destroy(&p->intx);
+		intx_destroy(&p->intx);
 	free(p->vec);
 	free(p);
 	d->irq_priv = NULL;
@@ -67,7 +245,6 @@ static void irq_detach(struct pci_host *h, struct pci_device *d)
 
 static int irq_attach(struct pci_host *h, struct pci_device *d)
 {
-	struct vm *vm = host_vm(h);
 	struct pci_dev_irq *p;
 	int ret = 0;
 
@@ -81,14 +258,11 @@ static int irq_attach(struct pci_host *h, struct pci_device *d)
 			ret = -ENOMEM;
 			goto err;
 		}
-		for (; p->nvec < pci_msix_nr_vectors(d); p->nvec++) {
-			ret = irq_msi_init(&p->vec[p->nvec], &vm->irqchip.routing);
-			if (ret)
-				goto err;
-		}
+		for (; p->nvec < pci_msix_nr_vectors(d); p->nvec++)
+			vec_irq_init(h, d, p->nvec, &p->vec[p->nvec]);
 	}
 	if (d->intx_pin) {
-		ret = irq_intx_init(&p->intx, vm->kvm, vm->loop, d->gsi, intx_pending, d);
+		ret = intx_init(&p->intx, h->ctx, d);
 		if (ret)
 			goto err;
 		p->has_intx = true;
@@ -99,51 +273,16 @@ err:
 	return ret;
 }
 
-static void irq_msi_route(struct pci_host *h, struct pci_device *d, unsigned vec, uint64_t addr,
-			  uint32_t data)
-{
-	struct pci_dev_irq *p = d->irq_priv;
-
-	(void)h;
-	if (p && vec < p->nvec)
-		irq_msi_set_msg(&p->vec[vec], addr, data);
-}
-
-static void irq_msi_send(struct pci_host *h, struct pci_device *d, unsigned vec, uint64_t addr,
-			 uint32_t data)
-{
-	struct pci_dev_irq *p = d->irq_priv;
-	int ret;
-
-	(void)h;
-	if (!p || vec >= p->nvec)
-		return;
-	/* msi_route ran at unmask; keep the fallback's message current anyway. */
-	if (!p->vec[vec].has_msg || p->vec[vec].addr != addr || p->vec[vec].data != data)
-		irq_msi_set_msg(&p->vec[vec], addr, data);
-	ret = irq_msi_fire(&p->vec[vec]);
-	if (ret && ratelimit_allow(&irq_rl))
-		log_warn("pci %s: MSI-X vector %u not delivered: %s", d->name, vec, strerror(-ret));
-}
-
-static void irq_intx_line(struct pci_host *h, struct pci_device *d, bool level)
-{
-	struct pci_dev_irq *p = d->irq_priv;
-
-	(void)h;
-	if (p && p->has_intx)
-		irq_intx_set(&p->intx, level);
-}
-
 static const struct pci_irq_ops vm_irq_ops = {
 	.attach = irq_attach,
 	.detach = irq_detach,
 	.msi_route = irq_msi_route,
+	.msi_commit = irq_msi_commit,
 	.msi_fire = irq_msi_send,
 	.intx_set = irq_intx_line,
 };
 
-/* ---- Bus glue ---- */
+/* ---- The device ---- */
 
 static void pio_read(void *opaque, uint64_t off, void *data, unsigned len)
 {
@@ -165,115 +304,66 @@ static void ecam_write(void *opaque, uint64_t off, const void *data, unsigned le
 	pci_host_ecam_write(opaque, off, data, len);
 }
 
-static void w32_read(void *opaque, uint64_t off, void *data, unsigned len)
-{
-	struct pci_host *h = opaque;
-
-	pci_host_mmio_read(h, h->mmio32_base + off, data, len);
-}
-
-static void w32_write(void *opaque, uint64_t off, const void *data, unsigned len)
-{
-	struct pci_host *h = opaque;
-
-	pci_host_mmio_write(h, h->mmio32_base + off, data, len);
-}
-
-static void w64_read(void *opaque, uint64_t off, void *data, unsigned len)
-{
-	struct pci_host *h = opaque;
-
-	pci_host_mmio_read(h, h->mmio64_base + off, data, len);
-}
-
-static void w64_write(void *opaque, uint64_t off, const void *data, unsigned len)
-{
-	struct pci_host *h = opaque;
-
-	pci_host_mmio_write(h, h->mmio64_base + off, data, len);
-}
-
 static const struct bus_dev_ops pio_ops = { .read = pio_read, .write = pio_write };
 static const struct bus_dev_ops ecam_ops = { .read = ecam_read, .write = ecam_write };
-static const struct bus_dev_ops w32_ops = { .read = w32_read, .write = w32_write };
-static const struct bus_dev_ops w64_ops = { .read = w64_read, .write = w64_write };
-
-static void host_reset_request(void *opaque)
-{
-	vm_request_reset(opaque, "PCI reset control register (0xCF9)");
-}
 
 static void host_destroy(void *state)
 {
 	struct pci_vm_host *ph = state;
-	struct vm *vm;
+	struct device_ctx *ctx;
 
 	if (!ph)
 		return;
-	vm = ph->vm;
+	ctx = ph->host.ctx;
 	if (ph->pio_on)
-		bus_unregister(&vm->pio_bus, PCI_CONFIG_PORT);
+		bus_unregister(ctx->pio_bus, PCI_CONFIG_PORT);
 	if (ph->ecam_on)
-		bus_unregister(&vm->mmio_bus, ph->host.ecam_base);
-	if (ph->w32_on)
-		bus_unregister(&vm->mmio_bus, ph->host.mmio32_base);
-	if (ph->w64_on)
-		bus_unregister(&vm->mmio_bus, ph->host.mmio64_base);
+		bus_unregister(ctx->mmio_bus, ph->host.ecam_base);
+	if (ctx->pci == &ph->host)
+		ctx->pci = NULL;
 	pci_host_destroy(&ph->host);
 	free(ph);
 }
 
 static int host_realize(const struct device_desc *desc, struct device_ctx *ctx, void **state)
 {
-	struct vm *vm = ctx->machine;	/* transitional */
-
-	(void)desc;
-	uint64_t top = gm_ram_end(&vm->mem);
+	uint64_t top = gm_ram_end(ctx->mem);
 	struct pci_host_params p = {
 		.ecam_base = PCI_ECAM_BASE,
 		.mmio32_base = PCI_MMIO32_BASE,
 		.mmio32_size = PCI_MMIO32_SIZE,
 		.mmio64_size = PCI_MMIO64_SIZE,
 		.irq = &vm_irq_ops,
-		.kvm = vm->kvm,
-		.reset_request = host_reset_request,
-		.reset_opaque = vm,
+		.ctx = ctx,
 	};
 	struct pci_vm_host *ph;
 	int ret;
 
+	(void)desc;
+	if (!ctx->pio_bus || !ctx->mmio_bus)
+		return -EINVAL;
 	if (top < GM_MMIO_HOLE_END)
 		top = GM_MMIO_HOLE_END;
 	p.mmio64_base = (top + GIB - 1) & ~(GIB - 1);
 	ph = calloc(1, sizeof(*ph));
 	if (!ph)
 		return -ENOMEM;
-	ph->vm = vm;
 	ret = pci_host_init(&ph->host, &p);
 	if (ret) {
 		free(ph);
 		return ret;
 	}
-	ret = bus_register(&vm->pio_bus, PCI_CONFIG_PORT, PCI_CONFIG_PORT_LEN, &pio_ops, &ph->host,
+	ret = bus_register(ctx->pio_bus, PCI_CONFIG_PORT, PCI_CONFIG_PORT_LEN, &pio_ops, &ph->host,
 			   "pci-config");
 	if (ret)
 		goto err;
 	ph->pio_on = true;
-	ret = bus_register(&vm->mmio_bus, PCI_ECAM_BASE, PCI_ECAM_SIZE, &ecam_ops, &ph->host,
+	ret = bus_register(ctx->mmio_bus, PCI_ECAM_BASE, PCI_ECAM_SIZE, &ecam_ops, &ph->host,
 			   "pci-ecam");
 	if (ret)
 		goto err;
 	ph->ecam_on = true;
-	ret = bus_register(&vm->mmio_bus, p.mmio32_base, p.mmio32_size, &w32_ops, &ph->host,
-			   "pci-mmio32");
-	if (ret)
-		goto err;
-	ph->w32_on = true;
-	ret = bus_register(&vm->mmio_bus, p.mmio64_base, p.mmio64_size, &w64_ops, &ph->host,
-			   "pci-mmio64");
-	if (ret)
-		goto err;
-	ph->w64_on = true;
+	ctx->pci = &ph->host;	/* devices realized later find their bus here */
 	log_debug("pci: ECAM 0x%llx, BAR windows 0x%llx+0x%llx and 0x%llx+0x%llx",
 		  (unsigned long long)PCI_ECAM_BASE, (unsigned long long)p.mmio32_base,
 		  (unsigned long long)p.mmio32_size, (unsigned long long)p.mmio64_base,
@@ -324,7 +414,7 @@ static void dsdt_prt(struct acpi_builder *b)
 
 static void pci_dsdt(struct acpi_builder *b, const struct acpi_build_ctx *ctx)
 {
-	struct pci_host *h = pci_host_of(ctx->vm);
+	struct pci_host *h = ctx->pci;
 
 	if (!h)
 		return;
@@ -371,7 +461,7 @@ static void pci_dsdt(struct acpi_builder *b, const struct acpi_build_ctx *ctx)
 
 static void pci_tables(struct acpi_builder *b, const struct acpi_build_ctx *ctx)
 {
-	struct pci_host *h = pci_host_of(ctx->vm);
+	struct pci_host *h = ctx->pci;
 
 	if (!h)
 		return;

@@ -2,15 +2,24 @@
  * the pending bit array. A vector is masked while its entry's mask bit or
  * the function mask is set, or MSI-X is disabled; a notify then sets its
  * pending bit, and the first moment it is unmasked (entry, function mask or
- * enable), the pending bit is cleared and the message sent. The routing
- * hook sees a vector's message only when it is unmasked and differs from
- * what was routed before, so masked reprogramming costs nothing. */
+ * enable), the pending bit is cleared and the message sent.
+ *
+ * Every table or control write brings the touched vectors in line at once
+ * (sync_vectors): a vector that is unmasked with a message other than the
+ * one routed gets routed, the batch is committed once, and a vector with a
+ * bound eventfd and a committed route is armed. Firing an armed vector is
+ * lock-free (pci_msix_notify); disarming waits for such deliveries in
+ * flight, so masking is exact. */
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 
 #include "devices/pci/pci_internal.h"
 #include "base/log.h"
+
+static struct ratelimit msix_rl = RATELIMIT_INIT(5000, 10);
 
 static uint32_t rd32le(const uint8_t *p)
 {
@@ -49,35 +58,123 @@ static void set_pending(struct pci_msix *m, unsigned v, bool on)
 		m->pba[v / 64] &= ~(1ULL << (v % 64));
 }
 
-/* Lock held. Route and send, the message being current. */
-static void fire(struct pci_msix *m, unsigned v, const struct pci_msix_msg *msg)
-{
-	struct pci_host *h = m->dev->host;
+/* ---- The lock-free fast path and its fence ---- */
 
-	m->fired++;
-	if (h && h->irq && h->irq->msi_fire)
-		h->irq->msi_fire(h, m->dev, v, msg->addr, msg->data);
+/* Lock held. efd is set and the route committed. */
+static void arm(struct pci_msix *m, unsigned v)
+{
+	__atomic_or_fetch(&m->vecs[v].state, PCI_MSIX_VEC_ARMED, __ATOMIC_RELEASE);
 }
 
-/* Lock held. Vector v may have become unmasked or changed its message. */
-static void vector_update(struct pci_msix *m, unsigned v)
+/* Lock held. On return no lock-free delivery of v is under way and none
+ * can start. Waiting is short: a notifier holds its in-flight count only
+ * around one eventfd_write. */
+static void disarm(struct pci_msix *m, unsigned v)
+{
+	int *state = &m->vecs[v].state;
+
+	__atomic_and_fetch(state, ~PCI_MSIX_VEC_ARMED, __ATOMIC_ACQ_REL);
+	while (__atomic_load_n(state, __ATOMIC_ACQUIRE) >= PCI_MSIX_VEC_INFLIGHT)
+		sched_yield();
+}
+
+static bool armed(const struct pci_msix *m, unsigned v)
+{
+	return __atomic_load_n(&m->vecs[v].state, __ATOMIC_ACQUIRE) & PCI_MSIX_VEC_ARMED;
+}
+
+static int signal_efd(const struct pci_msix *m, unsigned v)
+{
+	if (eventfd_write(m->vecs[v].efd, 1) == 0)
+		return 0;
+	if (ratelimit_allow(&msix_rl))
+		log_warn("pci %s: MSI-X vector %u: eventfd write failed: %s", m->dev->name, v,
+			 strerror(errno));
+	return -errno;
+}
+
+/* ---- Under the lock ---- */
+
+/* Send unmasked vector v now. */
+static void deliver(struct pci_msix *m, unsigned v)
 {
 	struct pci_host *h = m->dev->host;
 	struct pci_msix_msg msg;
 
-	if (vector_masked(m, v))
+	if (armed(m, v)) {
+		(void)signal_efd(m, v);
 		return;
-	msg = entry_msg(m, v);
-	if (!m->routed[v].valid || m->routed[v].addr != msg.addr || m->routed[v].data != msg.data) {
-		m->routed[v] = msg;
-		if (h && h->irq && h->irq->msi_route)
-			h->irq->msi_route(h, m->dev, v, msg.addr, msg.data);
 	}
-	if (test_pending(m, v)) {
-		set_pending(m, v, false);
-		fire(m, v, &msg);
+	msg = entry_msg(m, v);
+	if (h && h->irq && h->irq->msi_fire)
+		h->irq->msi_fire(h, m->dev, v, msg.addr, msg.data);
+}
+
+static void tell_mask_notifier(struct pci_msix *m, unsigned v, bool direct)
+{
+	struct pci_msix_vec *x = &m->vecs[v];
+
+	if (x->direct == direct)
+		return;
+	x->direct = direct;
+	if (m->mask_fn)
+		m->mask_fn(m->mask_opaque, m->dev, v, !direct);
+}
+
+/* Bring vectors [first, last] in line with the table and control state:
+ * route the unmasked ones whose message changed, commit the batch once,
+ * arm or disarm, tell the mask notifier, deliver what was pending. */
+static void sync_vectors(struct pci_msix *m, unsigned first, unsigned last)
+{
+	struct pci_host *h = m->dev->host;
+	const struct pci_irq_ops *irq = h ? h->irq : NULL;
+	bool rerouted = false, committed = true;
+
+	for (unsigned v = first; v <= last; v++) {
+		struct pci_msix_vec *x = &m->vecs[v];
+		struct pci_msix_msg msg;
+
+		if (vector_masked(m, v)) {
+			disarm(m, v);
+			tell_mask_notifier(m, v, false);
+			continue;
+		}
+		msg = entry_msg(m, v);
+		if (x->routed.valid && x->routed.addr == msg.addr && x->routed.data == msg.data)
+			continue;
+		x->routed = msg;
+		x->stale = true;
+		rerouted = true;
+		if (irq && irq->msi_route)
+			irq->msi_route(h, m->dev, v, msg.addr, msg.data);
+	}
+	if (rerouted && irq && irq->msi_commit)
+		committed = irq->msi_commit(h, m->dev) == 0;
+	for (unsigned v = first; v <= last; v++) {
+		struct pci_msix_vec *x = &m->vecs[v];
+		bool direct;
+
+		if (vector_masked(m, v))
+			continue;
+		if (x->stale) {
+			x->stale = false;
+			if (!committed)
+				x->routed.valid = false;	/* route again next time */
+		}
+		direct = x->efd >= 0 && x->routed.valid;
+		if (direct)
+			arm(m, v);
+		else
+			disarm(m, v);
+		tell_mask_notifier(m, v, direct);
+		if (test_pending(m, v)) {
+			set_pending(m, v, false);
+			deliver(m, v);
+		}
 	}
 }
+
+/* ---- Life cycle ---- */
 
 int pci_msix_create(struct pci_device *d, unsigned nvec, unsigned table_bar, uint32_t table_off,
 		    unsigned pba_bar, uint32_t pba_off)
@@ -96,11 +193,13 @@ int pci_msix_create(struct pci_device *d, unsigned nvec, unsigned table_bar, uin
 	m->pba_off = pba_off;
 	m->table = calloc(nvec, PCI_MSIX_ENTRY_SIZE);
 	m->pba = calloc((nvec + 63) / 64, sizeof(uint64_t));
-	m->routed = calloc(nvec, sizeof(*m->routed));
-	if (!m->table || !m->pba || !m->routed) {
+	m->vecs = calloc(nvec, sizeof(*m->vecs));
+	if (!m->table || !m->pba || !m->vecs) {
 		ret = -ENOMEM;
 		goto err;
 	}
+	for (unsigned v = 0; v < nvec; v++)
+		m->vecs[v].efd = -1;
 	ret = -pthread_mutex_init(&m->lock, NULL);
 	if (ret)
 		goto err;
@@ -110,7 +209,7 @@ int pci_msix_create(struct pci_device *d, unsigned nvec, unsigned table_bar, uin
 err:
 	free(m->table);
 	free(m->pba);
-	free(m->routed);
+	free(m->vecs);
 	free(m);
 	return ret;
 }
@@ -122,7 +221,7 @@ void pci_msix_destroy(struct pci_msix *m)
 	pthread_mutex_destroy(&m->lock);
 	free(m->table);
 	free(m->pba);
-	free(m->routed);
+	free(m->vecs);
 	free(m);
 }
 
@@ -133,10 +232,29 @@ void pci_msix_reset(struct pci_msix *m)
 	for (unsigned v = 0; v < m->nvec; v++)
 		m->table[(size_t)v * PCI_MSIX_ENTRY_SIZE + PCI_MSIX_ENTRY_CTRL] = PCI_MSIX_ENTRY_MASKBIT;
 	memset(m->pba, 0, (m->nvec + 63) / 64 * sizeof(uint64_t));
-	memset(m->routed, 0, m->nvec * sizeof(*m->routed));
 	__atomic_store_n(&m->enabled, 0, __ATOMIC_RELEASE);
 	m->fmask = false;
+	for (unsigned v = 0; v < m->nvec; v++) {
+		disarm(m, v);
+		tell_mask_notifier(m, v, false);
+		m->vecs[v].routed.valid = false;
+		m->vecs[v].stale = false;
+	}
 	pthread_mutex_unlock(&m->lock);
+}
+
+int pci_msix_bind_eventfd(struct pci_device *d, unsigned vec, int efd)
+{
+	struct pci_msix *m = d->msix;
+
+	if (!m || vec >= m->nvec)
+		return -EINVAL;
+	pthread_mutex_lock(&m->lock);
+	disarm(m, vec);
+	m->vecs[vec].efd = efd;
+	sync_vectors(m, vec, vec);
+	pthread_mutex_unlock(&m->lock);
+	return 0;
 }
 
 void pci_msix_control_written(struct pci_msix *m)
@@ -149,12 +267,13 @@ void pci_msix_control_written(struct pci_msix *m)
 	was = m->enabled;
 	__atomic_store_n(&m->enabled, now, __ATOMIC_RELEASE);
 	m->fmask = (ctrl & PCI_MSIX_FLAGS_MASKALL) != 0;
-	for (unsigned v = 0; v < m->nvec; v++)
-		vector_update(m, v);
+	sync_vectors(m, 0, m->nvec - 1);
 	pthread_mutex_unlock(&m->lock);
 	if (was != now)
 		pci_intx_update(m->dev);	/* INTx is off while MSI-X is on */
 }
+
+/* ---- Table and PBA ---- */
 
 /* Where [off, off+len) falls: 1 inside the table or PBA region (*rel set),
  * 0 outside both, -1 straddling an edge. */
@@ -240,11 +359,14 @@ bool pci_msix_bar_write(struct pci_msix *m, unsigned bar, uint64_t off, const vo
 	}
 	first = (unsigned)(rel / PCI_MSIX_ENTRY_SIZE);
 	last = (unsigned)((rel + len - 1) / PCI_MSIX_ENTRY_SIZE);
-	for (unsigned v = first; v <= last && v < m->nvec; v++)
-		vector_update(m, v);
+	if (last >= m->nvec)
+		last = m->nvec - 1;
+	sync_vectors(m, first, last);
 	pthread_mutex_unlock(&m->lock);
 	return true;
 }
+
+/* ---- Device side ---- */
 
 bool pci_msix_enabled(const struct pci_device *d)
 {
@@ -256,28 +378,41 @@ unsigned pci_msix_nr_vectors(const struct pci_device *d)
 	return d->msix ? d->msix->nvec : 0;
 }
 
+static int notify_locked(struct pci_msix *m, unsigned vec)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&m->lock);
+	if (!m->enabled)
+		ret = -ENODEV;
+	else if (vector_masked(m, vec))
+		set_pending(m, vec, true);
+	else
+		deliver(m, vec);
+	pthread_mutex_unlock(&m->lock);
+	return ret;
+}
+
 int pci_msix_notify(struct pci_device *d, unsigned vec)
 {
 	struct pci_msix *m = d->msix;
-	struct pci_msix_msg msg;
-	int ret = 0;
+	int *state, ret;
 
 	if (!m)
 		return -ENODEV;
 	if (vec >= m->nvec)
 		return -EINVAL;
-	pthread_mutex_lock(&m->lock);
-	if (!m->enabled) {
-		ret = -ENODEV;
-	} else if (vector_masked(m, vec)) {
-		set_pending(m, vec, true);
-	} else {
-		vector_update(m, vec);	/* normally a no-op: routed at unmask */
-		msg = entry_msg(m, vec);
-		fire(m, vec, &msg);
+	/* Count ourselves in flight, then look: disarm() either sees the
+	 * count and waits for the write below, or we see it unarmed. */
+	state = &m->vecs[vec].state;
+	if (__atomic_add_fetch(state, PCI_MSIX_VEC_INFLIGHT, __ATOMIC_ACQUIRE) &
+	    PCI_MSIX_VEC_ARMED) {
+		ret = signal_efd(m, vec);
+		__atomic_sub_fetch(state, PCI_MSIX_VEC_INFLIGHT, __ATOMIC_RELEASE);
+		return ret;
 	}
-	pthread_mutex_unlock(&m->lock);
-	return ret;
+	__atomic_sub_fetch(state, PCI_MSIX_VEC_INFLIGHT, __ATOMIC_RELEASE);
+	return notify_locked(m, vec);
 }
 
 bool pci_msix_pending(struct pci_device *d, unsigned vec)
@@ -290,4 +425,30 @@ bool pci_msix_pending(struct pci_device *d, unsigned vec)
 	p = test_pending(d->msix, vec);
 	pthread_mutex_unlock(&d->msix->lock);
 	return p;
+}
+
+int pci_msix_vector_eventfd(struct pci_device *d, unsigned vec)
+{
+	int efd;
+
+	if (!d->msix || vec >= d->msix->nvec)
+		return -1;
+	pthread_mutex_lock(&d->msix->lock);
+	efd = d->msix->vecs[vec].efd;
+	pthread_mutex_unlock(&d->msix->lock);
+	return efd;
+}
+
+void pci_msix_set_mask_notifier(struct pci_device *d, pci_msix_mask_fn fn, void *opaque)
+{
+	struct pci_msix *m = d->msix;
+
+	if (!m)
+		return;
+	pthread_mutex_lock(&m->lock);
+	m->mask_fn = fn;
+	m->mask_opaque = opaque;
+	for (unsigned v = 0; fn && v < m->nvec; v++)
+		fn(opaque, d, v, !m->vecs[v].direct);
+	pthread_mutex_unlock(&m->lock);
 }

@@ -4,8 +4,8 @@
  * The model is pure: config space, BARs, capabilities and MSI-X are driven
  * through pci_host_* calls and report interrupts through struct
  * pci_irq_ops, so unit tests and fuzzers run it without /dev/kvm.
- * devices/pci/host.c wires one instance into a VM (ports 0xCF8-0xCFF, ECAM,
- * the BAR windows, KVM routing/irqfds and the ACPI tables).
+ * devices/pci/host.c wires one instance into a VM through its device
+ * context (ports 0xCF8-0xCFF, ECAM, irqfds and GSI routes, the ACPI tables).
  *
  * Config space: every byte has a write mask and a write-1-to-clear mask;
  * a write lands as (old & ~wmask) | (new & wmask), then clears new & w1cmask.
@@ -16,16 +16,18 @@
  * the 32-bit window (64-bit BARs too, so guests that only map the low 4 GiB
  * reach them; the 64-bit window takes what does not fit). A BAR decodes
  * while Memory Space Enable is set, its address is non-zero and it lies
- * wholly inside one of the host's windows; it is then registered on the
- * host's BAR bus (host->bar_bus), and re-registered when the guest moves
- * it. The windows themselves are fixed ranges on the VM's MMIO bus that
- * forward to bar_bus, so ECAM writes that move BARs never re-enter the VM
- * bus's lock.
+ * wholly inside one of the host's windows; it is then a range of its own on
+ * the VM's MMIO bus (flat dispatch: the bus calls the BAR's handler
+ * directly), unregistered and registered again when the guest moves it.
+ * Config writes that move BARs arrive through bus handlers themselves (CFC
+ * on the PIO bus, ECAM on the MMIO bus); the bus calls handlers without its
+ * lock held (base/bus.h), so they may (un)register ranges.
  *
  * Locking: host->cfg_lock serialises config accesses (CF8 latch, cfg[],
- * slot table, BAR mapping). BAR handlers run under bar_bus's read lock and
- * must not take cfg_lock. Order: cfg_lock -> bar_bus -> device locks ->
- * MSI-X lock -> irq routing lock. */
+ * slot table, BAR mapping). BAR handlers run without any PCI lock and must
+ * not take cfg_lock. Order: cfg_lock -> MMIO bus (write lock, BAR moves) ->
+ * device locks -> MSI-X lock -> irq routing lock. Firing an unmasked MSI-X
+ * vector takes no lock at all (see pci_msix_notify). */
 #ifndef EMBER_PCI_H
 #define EMBER_PCI_H
 
@@ -38,7 +40,7 @@
 struct pci_device;
 struct pci_host;
 struct pci_msix;
-struct kvm_vm;
+struct device_ctx;
 
 #define PCI_CFG_SPACE_SIZE	256
 #define PCI_CFG_SPACE_EXP_SIZE	4096	/* per function through ECAM */
@@ -128,7 +130,8 @@ struct pci_device_ops {
 	void (*config_read)(struct pci_device *d, unsigned off, unsigned len, uint32_t *val);
 	void (*config_write)(struct pci_device *d, unsigned off, unsigned len, uint32_t val);
 	/* BAR accesses outside the MSI-X table and PBA; off is within the BAR,
-	 * [off, off+len) lies inside it, len is 1..8. Called without cfg_lock. */
+	 * [off, off+len) lies inside it, len is 1..8. Called straight from the
+	 * VM's MMIO bus, without cfg_lock. */
 	void (*bar_read)(struct pci_device *d, unsigned bar, uint64_t off, void *data, unsigned len);
 	void (*bar_write)(struct pci_device *d, unsigned bar, uint64_t off, const void *data,
 			  unsigned len);
@@ -201,7 +204,8 @@ void pci_device_config_write(struct pci_device *d, unsigned off, unsigned len, u
 
 /* A BAR access by index, whether or not the BAR decodes (the MSI-X table
  * and PBA first, then the device's handlers). Out-of-range reads give all
- * ones. Used by the BAR bus and by config-space windows into BARs. */
+ * ones. For config-space windows into BARs (decoding BARs are reached
+ * through the MMIO bus). */
 void pci_device_bar_read(struct pci_device *d, unsigned bar, uint64_t off, void *data, unsigned len);
 void pci_device_bar_write(struct pci_device *d, unsigned bar, uint64_t off, const void *data,
 			  unsigned len);
@@ -217,28 +221,65 @@ bool pci_intx_effective(const struct pci_device *d);
 
 /* MSI-X, thread-safe. notify: deliver vector vec now, or set its pending
  * bit while it (or the function) is masked. Returns 0, -ENODEV when MSI-X
- * is disabled (use INTx), -EINVAL for a bad vector. */
+ * is disabled (use INTx), -EINVAL for a bad vector.
+ *
+ * An unmasked vector with an eventfd (its irqfd, bound by the host) is
+ * "direct": its MSI route was committed when it was unmasked (and again
+ * whenever its message changed), and notify is one atomic check and one
+ * eventfd_write, no lock. Masking waits for such deliveries in flight, so
+ * none lands after the guest's mask write completes. Everything else
+ * (masked, MSI-X off, no eventfd) takes the MSI-X lock. */
 bool pci_msix_enabled(const struct pci_device *d);
 unsigned pci_msix_nr_vectors(const struct pci_device *d);
 int pci_msix_notify(struct pci_device *d, unsigned vec);
 bool pci_msix_pending(struct pci_device *d, unsigned vec);
 
+/* The eventfd whose signal delivers vector vec (its irqfd), or -1 (no KVM
+ * behind the host, or no GSI left). Stable while d is registered. A vhost
+ * backend may give it to the kernel as a queue's call fd, but only while
+ * the vector is direct: see the mask notifier. */
+int pci_msix_vector_eventfd(struct pci_device *d, unsigned vec);
+
+/* Called with the MSI-X lock held (it must not call pci_msix_*) whenever a
+ * vector stops being direct (masked = true: entry mask, function mask,
+ * MSI-X disabled, or its route could not be committed) or becomes direct
+ * (masked = false: signalling pci_msix_vector_eventfd() now delivers it).
+ * A vhost user switches the queue's call fd to an eventfd of its own while
+ * masked, and calls pci_msix_notify() when that fires (which sets the
+ * pending bit, delivered on unmask); back to the vector's eventfd when not
+ * masked. Setting a notifier calls it at once for every vector with its
+ * current state; fn NULL removes it. */
+typedef void (*pci_msix_mask_fn)(void *opaque, struct pci_device *d, unsigned vec, bool masked);
+void pci_msix_set_mask_notifier(struct pci_device *d, pci_msix_mask_fn fn, void *opaque);
+
 /* ---- The host bridge ---- */
 
 /* How interrupts leave the PCI model (the VM's irqchip, or a test sink).
- * All optional. Called with the device's MSI-X lock held for msi_*. */
+ * All optional. msi_* are called with the device's MSI-X lock held. */
 struct pci_irq_ops {
-	int (*attach)(struct pci_host *h, struct pci_device *d);	/* at registration */
+	/* At registration (cfg_lock held): set up d's lines and vectors, and
+	 * bind each vector's eventfd (pci_msix_bind_eventfd below). */
+	int (*attach)(struct pci_host *h, struct pci_device *d);
 	void (*detach)(struct pci_host *h, struct pci_device *d);
-	/* Vector vec's message, now unmasked, differs from what was routed. */
+	/* Vector vec, unmasked, has a message other than the one last routed:
+	 * route it to the vector's eventfd (effective after msi_commit). */
 	void (*msi_route)(struct pci_host *h, struct pci_device *d, unsigned vec,
 			  uint64_t addr, uint32_t data);
-	/* Send vector vec (enabled and unmasked) with this message. */
+	/* Make the routes set so far effective (one commit per batch of
+	 * msi_route calls). 0, or -errno: the vectors just routed then go
+	 * through msi_fire until they are routed again. */
+	int (*msi_commit)(struct pci_host *h, struct pci_device *d);
+	/* Send vector vec (enabled, unmasked, not direct) with this message. */
 	void (*msi_fire)(struct pci_host *h, struct pci_device *d, unsigned vec,
 			 uint64_t addr, uint32_t data);
 	/* The effective INTx level of d's pin changed. */
 	void (*intx_set)(struct pci_host *h, struct pci_device *d, bool level);
 };
+
+/* For attach/detach: vector vec is delivered by signalling efd (-1:
+ * unbind; returns once no delivery through the old one is in flight). The
+ * caller keeps efd open until it is unbound. Returns 0 or -EINVAL. */
+int pci_msix_bind_eventfd(struct pci_device *d, unsigned vec, int efd);
 
 struct pci_host_params {
 	uint64_t ecam_base;		/* 0: no ECAM */
@@ -246,9 +287,11 @@ struct pci_host_params {
 	uint64_t mmio64_base, mmio64_size;	/* size 0: no 64-bit window */
 	const struct pci_irq_ops *irq;
 	void *irq_opaque;
-	struct kvm_vm *kvm;		/* for ioeventfds; NULL in tests */
-	void (*reset_request)(void *opaque);	/* 0xCF9 reset, may be NULL */
-	void *reset_opaque;
+	/* The machine: BARs decode on ctx->mmio_bus, 0xCF9 asks
+	 * device_request(DEVICE_REQ_RESET), and devices reach the KVM service
+	 * (ioeventfds) through host->ctx. NULL (unit tests, fuzzers): BARs
+	 * decode on a bus of the host's own, reached with pci_host_mmio_*. */
+	struct device_ctx *ctx;
 };
 
 struct pci_host {
@@ -257,7 +300,6 @@ struct pci_host {
 	uint8_t rst_ctrl;		/* 0xCF9 */
 	struct pci_device *devs[PCI_NR_SLOTS];
 	struct pci_device bridge;	/* 00:00.0 */
-	struct bus bar_bus;		/* decoding BARs */
 
 	uint64_t ecam_base;
 	uint64_t mmio32_base, mmio32_size;
@@ -266,9 +308,9 @@ struct pci_host {
 
 	const struct pci_irq_ops *irq;
 	void *irq_opaque;
-	struct kvm_vm *kvm;
-	void (*reset_request)(void *opaque);
-	void *reset_opaque;
+	struct device_ctx *ctx;		/* NULL: stand-alone */
+	struct bus *mmio_bus;		/* where BARs decode: ctx's, or own_bus */
+	struct bus own_bus;		/* stand-alone hosts only */
 };
 
 #define PCI_HOST_VENDOR		0x8086	/* an Intel host bridge ID, as other VMMs use */
@@ -300,8 +342,9 @@ uint32_t pci_host_config_read(struct pci_host *h, unsigned bus, unsigned dev, un
 void pci_host_config_write(struct pci_host *h, unsigned bus, unsigned dev, unsigned fn,
 			   unsigned off, unsigned len, uint32_t val);
 
-/* Bus handlers, by offset: ports 0xCF8-0xCFF (off 0-7), the ECAM window,
- * and the BAR windows (absolute guest-physical address). */
+/* Bus handlers, by offset: ports 0xCF8-0xCFF (off 0-7) and the ECAM
+ * window. pci_host_mmio_*: an access at a guest-physical address on the bus
+ * BARs decode on (for tests and fuzzers; a VM's vCPUs use its MMIO bus). */
 #define PCI_CONFIG_PORT		0xcf8
 #define PCI_CONFIG_PORT_LEN	8
 void pci_host_pio_read(struct pci_host *h, uint64_t off, void *data, unsigned len);
@@ -319,9 +362,5 @@ bool pci_host_mmio_write(struct pci_host *h, uint64_t addr, const void *data, un
 #define PCI_MMIO32_BASE		0xC0000000ULL
 #define PCI_MMIO32_SIZE		0x10000000ULL	/* up to the test device at 0xD0000000 */
 #define PCI_MMIO64_SIZE		(64ULL << 30)	/* above RAM, 1 GiB aligned, >= 4 GiB */
-
-struct vm;
-/* The VM's host bridge (NULL before it is realized, or in unit tests). */
-struct pci_host *pci_host_of(struct vm *vm);
 
 #endif

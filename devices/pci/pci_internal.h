@@ -14,8 +14,22 @@ struct pci_msix_msg {
 	bool valid;
 };
 
+/* vec->state: VEC_ARMED while the vector is direct (unmasked, its route
+ * committed, an eventfd bound), plus VEC_INFLIGHT per lock-free delivery
+ * under way. */
+#define PCI_MSIX_VEC_ARMED	1
+#define PCI_MSIX_VEC_INFLIGHT	2
+
+struct pci_msix_vec {
+	int state;			/* atomic, see above */
+	int efd;			/* the vector's eventfd, -1: none */
+	bool direct;			/* as last told to the mask notifier */
+	bool stale;			/* routed in this sync, not yet committed */
+	struct pci_msix_msg routed;	/* message last handed to msi_route */
+};
+
 struct pci_msix {
-	pthread_mutex_t lock;		/* table, PBA, control state */
+	pthread_mutex_t lock;		/* table, PBA, control state, routing */
 	struct pci_device *dev;
 	unsigned nvec;
 	unsigned cap;			/* capability offset in config space */
@@ -25,8 +39,9 @@ struct pci_msix {
 	uint64_t *pba;			/* (nvec + 63) / 64 words */
 	int enabled;			/* atomic: read lock-free by notify paths */
 	bool fmask;
-	struct pci_msix_msg *routed;	/* message last handed to msi_route */
-	uint64_t fired;			/* statistics */
+	struct pci_msix_vec *vecs;	/* [nvec] */
+	pci_msix_mask_fn mask_fn;
+	void *mask_opaque;
 };
 
 int pci_msix_create(struct pci_device *d, unsigned nvec, unsigned table_bar, uint32_t table_off,

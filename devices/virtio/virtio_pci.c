@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "accel/kvm.h"
 #include "devices/device.h"
 #include "devices/virtio/blk.h"
 #include "vmm/control/qmp.h"
@@ -299,15 +298,15 @@ static void vp_bar_write(struct pci_device *d, unsigned bar, uint64_t off, const
 static void vp_bar_map(struct pci_device *d, unsigned bar, uint64_t addr, bool mapped)
 {
 	struct virtio_pci *vp = to_vp(d);
-	struct kvm_vm *kvm = d->host ? d->host->kvm : NULL;
+	const struct device_ctx *ctx = d->host ? d->host->ctx : NULL;
 	unsigned n = vp->vdev->nr_queues;
 
-	if (bar != VIRTIO_PCI_BAR || !kvm)
+	if (bar != VIRTIO_PCI_BAR || !ctx)
 		return;
 	if (vp->ioeventfds) {
 		for (unsigned q = 0; q < n; q++)
-			if (kvm_ioeventfd(kvm, vp->notify_addr + q * VIRTIO_PCI_NOTIFY_MULT, 2,
-					  virtio_dev_kick_fd(vp->vdev, q), false, false, 0, true))
+			if (device_ioeventfd(ctx, vp->notify_addr + q * VIRTIO_PCI_NOTIFY_MULT, 2,
+					     false, virtio_dev_kick_fd(vp->vdev, q), false))
 				log_warn("%s: cannot drop the ioeventfd of queue %u", d->name, q);
 		vp->ioeventfds = false;
 	}
@@ -315,16 +314,17 @@ static void vp_bar_map(struct pci_device *d, unsigned bar, uint64_t addr, bool m
 		return;
 	vp->notify_addr = addr + VIRTIO_PCI_NOTIFY_OFF;
 	for (unsigned q = 0; q < n; q++) {
-		int ret = kvm_ioeventfd(kvm, vp->notify_addr + q * VIRTIO_PCI_NOTIFY_MULT, 2,
-					virtio_dev_kick_fd(vp->vdev, q), false, false, 0, false);
+		int ret = device_ioeventfd(ctx, vp->notify_addr + q * VIRTIO_PCI_NOTIFY_MULT, 2,
+					   false, virtio_dev_kick_fd(vp->vdev, q), true);
 
 		if (ret) {
 			log_warn("%s: KVM_IOEVENTFD for queue %u: %s; notifications exit to "
 				 "userspace", d->name, q, strerror(-ret));
 			while (q-- > 0)
-				(void)kvm_ioeventfd(kvm, vp->notify_addr + q * VIRTIO_PCI_NOTIFY_MULT,
-						    2, virtio_dev_kick_fd(vp->vdev, q), false, false,
-						    0, true);
+				(void)device_ioeventfd(ctx, vp->notify_addr +
+							    q * VIRTIO_PCI_NOTIFY_MULT,
+						       2, false, virtio_dev_kick_fd(vp->vdev, q),
+						       false);
 			return;
 		}
 	}

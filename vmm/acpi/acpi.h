@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 struct guest_mem;
+struct pci_host;
 struct vm;
 
 /* Fixed hardware the FADT describes (implemented by devices/acpi/pm.c). */
@@ -38,6 +39,7 @@ struct vm;
 struct acpi_build_ctx {
 	unsigned nr_cpus;
 	struct vm *vm;		/* NULL in unit tests */
+	struct pci_host *pci;	/* the PCI host bridge (device_ctx.pci), or NULL */
 };
 
 /* A byte buffer destined for guest address `base`. */
