@@ -16,6 +16,7 @@
  *     "qmp_max_clients": 16, "qmp_handshake_timeout": 10,
  *     "qmp_idle_timeout": 300,   (seconds; see struct qmp_limits)
  *     "hugepages": false, "debug_exit": false, "test_device": false,
+ *     "restore": "DIR", "restore_paused": false,   (--restore, --restore-paused)
  *     "<json_key>": ...          (one per device options table, below)
  *   }
  *
