@@ -1,10 +1,14 @@
 /* The fake QMP backend shared by fuzz_qmp.c and fuzz_qmp_socket.c: every
- * query answers, stop/cont toggle, system_reset fails with -EIO. */
+ * query answers, stop/cont toggle, system_reset fails with -EIO; device
+ * commands: query-block echoes its arguments, x-fuzz-fail fails. */
 #ifndef EMBER_FUZZ_QMP_BACKEND_H
 #define EMBER_FUZZ_QMP_BACKEND_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "vmm/control/qmp.h"
 
@@ -45,15 +49,29 @@ static int f_cpu(void *o, unsigned i, struct qmp_cpu_info *ci)
 	return 0;
 }
 
-static int f_block(void *o, unsigned i, struct qmp_block_info *bi)
+static int f_device_command(void *o, const char *name, json_t *args, json_t **ret, char *err,
+			    size_t len)
 {
 	(void)o;
-	if (i >= 1)
-		return -1;
-	bi->device = "virtio0";
-	bi->file = "/dev/null";
-	bi->size = 1 << 20;
-	return 0;
+	if (!args)
+		abort();	/* the dispatcher always passes an object */
+	if (!strcmp(name, "query-block")) {
+		*ret = json_pack("[O]", args);
+		return 0;
+	}
+	if (!strcmp(name, "x-fuzz-fail")) {
+		snprintf(err, len, "fuzz device says no");
+		return -22;	/* -EINVAL */
+	}
+	return QMP_NO_SUCH_COMMAND;
+}
+
+static void f_device_command_names(void *o, json_t *names)
+{
+	(void)o;
+	json_array_append_new(names, json_string("query-block"));
+	json_array_append_new(names, json_string("x-fuzz-fail"));
+	json_array_append_new(names, json_string("query-status"));	/* a built-in wins */
 }
 
 static json_t *f_exits(void *o)
@@ -76,9 +94,10 @@ static const struct qmp_backend_ops ops_backend = {
 	.reset = f_fail,
 	.quit = f_ok,
 	.cpu_info = f_cpu,
-	.block_info = f_block,
 	.exit_stats = f_exits,
 	.memory_size = f_mem,
+	.device_command = f_device_command,
+	.device_command_names = f_device_command_names,
 };
 
 #endif
