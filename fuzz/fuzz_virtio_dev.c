@@ -16,8 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "devices/virtio/console.h"
-#include "devices/virtio/rng.h"
+#include "devices/virtio/console/console.h"
+#include "devices/virtio/rng/rng.h"
 #include "devices/virtio/virtio.h"
 #include "base/guest_mem.h"
 #include "base/log.h"

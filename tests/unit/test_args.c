@@ -203,10 +203,12 @@ START_TEST(test_virtio_flags)
 
 	ck_assert_int_eq(parse(&c, err, "--rng", "--virtio-console", "file:/tmp/vc",
 			       "--console", "none", NULL), 0);
-	ck_assert(c.virtio_rng);
-	ck_assert(c.virtio_console_enabled);
-	ck_assert_int_eq(c.virtio_console, CONSOLE_FILE);
-	ck_assert_str_eq(c.virtio_console_path, "/tmp/vc");
+	/* Both come from the devices' options tables. */
+	ck_assert_uint_eq(c.nr_devices, 2);
+	ck_assert_str_eq(c.devices[0].type, "virtio-rng");
+	ck_assert_str_eq(c.devices[0].args, "");
+	ck_assert_str_eq(c.devices[1].type, "virtio-console");
+	ck_assert_str_eq(c.devices[1].args, "file:/tmp/vc");
 	ck_assert_int_eq(c.console, CONSOLE_NONE);
 }
 END_TEST

@@ -20,8 +20,8 @@
 
 #include "base/log.h"
 #include "devices/virtio/blk.h"
-#include "devices/virtio/console.h"
-#include "devices/virtio/rng.h"
+#include "devices/virtio/console/console.h"
+#include "devices/virtio/rng/rng.h"
 #include "helpers/ck_run.h"
 #include "helpers/mock_vq.h"
 

@@ -10,7 +10,7 @@
 #include <sys/eventfd.h>
 
 #include "devices/chardev/chardev.h"
-#include "devices/virtio/console.h"
+#include "devices/virtio/console/console.h"
 #include "helpers/ck_run.h"
 #include "helpers/mock_vq.h"
 

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 
-#include "devices/virtio/rng.h"
+#include "devices/virtio/rng/rng.h"
 #include "helpers/ck_run.h"
 #include "helpers/mock_vq.h"
 

@@ -1,21 +1,17 @@
-/* virtio-rng: the core (see rng.h) and its virtio-pci glue, enabled by
- * cfg->virtio_rng. In the VMM requests are served on the main event loop,
- * which watches the queue's kick eventfd. */
-#include "devices/virtio/rng.h"
+/* virtio-rng: the core (see rng.h) and its device type, --rng. The
+ * registry serves it on the main event loop, which watches the queue's kick
+ * eventfd. */
+#include "devices/virtio/rng/rng.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
 
-#include "devices/device.h"
-#include "devices/virtio/virtio_pci.h"
-#include "base/evloop.h"
 #include "base/log.h"
-#include "vmm/vm.h"
+#include "devices/virtio/registry.h"
 
 #define RNG_CHUNK	4096
 
@@ -30,7 +26,7 @@ struct virtio_rng {
 
 static struct virtio_rng *to_rng(struct virtio_device *dev)
 {
-	return (struct virtio_rng *)((char *)dev - offsetof(struct virtio_rng, vdev));
+	return container_of(dev, struct virtio_rng, vdev);
 }
 
 static size_t fill(struct vq_chain *c, size_t want)
@@ -207,94 +203,60 @@ struct virtio_device *virtio_rng_virtio(struct virtio_rng *r)
 	return &r->vdev;
 }
 
-/* ---- virtio-pci glue ---- */
+/* ---- The device type: --rng ---- */
 
-struct rng_pci {
-	struct vm *vm;
-	struct virtio_rng *rng;
-	struct virtio_pci *vp;
-	bool on_loop;
-};
-
-static void rng_pci_kick(void *opaque, uint32_t events)
+static int rng_create(struct device_ctx *ctx, const void *opts, struct virtio_device **out)
 {
-	struct rng_pci *p = opaque;
-
-	(void)events;
-	(void)virtio_rng_kick(p->rng);
-}
-
-static void rng_pci_destroy(void *state)
-{
-	struct rng_pci *p = state;
-
-	if (!p)
-		return;
-	if (p->on_loop)
-		evloop_del(p->vm->loop, virtio_dev_kick_fd(virtio_rng_virtio(p->rng), 0));
-	virtio_pci_destroy(p->vp);
-	virtio_rng_destroy(p->rng);
-	free(p);
-}
-
-static int rng_pci_realize(const struct device_desc *desc, struct device_ctx *ctx, void **state)
-{
-	struct vm *vm = ctx->machine;	/* transitional */
-
-	(void)desc;
-	struct pci_host *h = ctx->pci;
-	struct rng_pci *p;
+	struct virtio_rng *r;
 	int ret;
 
-	*state = NULL;
-	if (!vm->cfg->virtio_rng)
-		return 0;
-	if (!h)
-		return -ENODEV;
-	p = calloc(1, sizeof(*p));
-	if (!p)
-		return -ENOMEM;
-	p->vm = vm;
-	ret = virtio_rng_create(&p->rng, &vm->mem);
+	(void)opts;
+	ret = virtio_rng_create(&r, ctx->mem);
 	if (ret)
-		goto err;
-	ret = evloop_add(vm->loop, virtio_dev_kick_fd(virtio_rng_virtio(p->rng), 0), EPOLLIN,
-			 rng_pci_kick, p);
-	if (ret)
-		goto err;
-	p->on_loop = true;
-	ret = virtio_pci_create(h, virtio_rng_virtio(p->rng), 0xff0000, &p->vp);
-	if (ret)
-		goto err;
-	*state = p;
+		return ret;
+	*out = &r->vdev;
 	return 0;
-err:
-	rng_pci_destroy(p);
-	return ret;
 }
 
-static void rng_pci_reset(void *state)
+static void rng_destroy(struct virtio_device *dev)
 {
-	virtio_pci_reset(((struct rng_pci *)state)->vp);
+	virtio_rng_destroy(to_rng(dev));
 }
 
-static void rng_pci_pause(void *state)
+static void rng_kick(struct virtio_device *dev, unsigned q)
 {
-	virtio_rng_pause(((struct rng_pci *)state)->rng);
+	(void)q;
+	(void)virtio_rng_kick(to_rng(dev));
 }
 
-static void rng_pci_resume(void *state)
+static void rng_pause(struct virtio_device *dev)
 {
-	virtio_rng_resume(((struct rng_pci *)state)->rng);
+	virtio_rng_pause(to_rng(dev));
 }
 
-static struct device_desc rng_desc = {
-	.name = "virtio-rng",
-	.level = DEVICE_LEVEL_VIRTIO,
-	.realize = rng_pci_realize,
-	.reset = rng_pci_reset,
-	.pause = rng_pci_pause,
-	.resume = rng_pci_resume,
-	.destroy = rng_pci_destroy,
+static void rng_resume(struct virtio_device *dev)
+{
+	virtio_rng_resume(to_rng(dev));
+}
+
+static struct dev_option_table rng_options = {
+	.flag = "rng",
+	.json_key = "rng",
+	.summary = "a virtio-rng device fed from getrandom()",
+	.arg_optional = true,
+	.max_instances = 1,
 };
-DEVICE_REGISTER(rng_desc);
+
+static struct virtio_device_desc rng_desc = {
+	.name = "virtio-rng",
+	.device_id = VIRTIO_ID_RNG,
+	.pci_class = 0xff0000,	/* unassigned class */
+	.options = &rng_options,
+	.io = VIRTIO_IO_MAIN_LOOP,
+	.create = rng_create,
+	.destroy = rng_destroy,
+	.kick = rng_kick,
+	.pause = rng_pause,
+	.resume = rng_resume,
+};
+VIRTIO_DEVICE_REGISTER(rng_desc);

@@ -1,29 +1,26 @@
-/* virtio-console: the core (see console.h) and its virtio-pci glue, an
- * alternative console enabled by cfg->virtio_console_enabled with the
- * backend cfg->virtio_console / virtio_console_path (a chardev, like
- * --console).
+/* virtio-console: the core (see console.h) and its device type,
+ * --virtio-console BACKEND, an alternative console whose backend is a
+ * chardev chosen like --console's.
  *
- * In the VMM everything runs on the main event loop: kicks arrive on the
- * queues' eventfds, input from the chardev, which the device pauses while
- * its input buffer is nearly full. Note that only the first stdio chardev
- * reads stdin: with the serial console also on stdio, this one is output
- * only. */
-#include "devices/virtio/console.h"
+ * In the VMM everything runs on the main event loop: the registry watches
+ * the queues' kick eventfds, the chardev delivers input, which the device
+ * pauses while its input buffer is nearly full. Note that only the first
+ * stdio chardev reads stdin: with the serial console also on stdio, this
+ * one is output only. */
+#include "devices/virtio/console/console.h"
 
 #include <endian.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/eventfd.h>
 
-#include "devices/chardev/chardev.h"
-#include "devices/device.h"
-#include "devices/virtio/virtio_pci.h"
-#include "base/evloop.h"
 #include "base/log.h"
-#include "vmm/vm.h"
+#include "devices/chardev/chardev.h"
+#include "devices/virtio/registry.h"
+#include "vmm/config.h"
 
 #define CONS_INBUF		VIRTIO_CONSOLE_INBUF
 
@@ -51,7 +48,7 @@ struct virtio_console {
 
 static struct virtio_console *to_cons(struct virtio_device *dev)
 {
-	return (struct virtio_console *)((char *)dev - offsetof(struct virtio_console, vdev));
+	return container_of(dev, struct virtio_console, vdev);
 }
 
 static size_t io_write(struct virtio_console *c, const void *buf, size_t len)
@@ -380,152 +377,183 @@ struct virtio_device *virtio_console_virtio(struct virtio_console *c)
 	return &c->vdev;
 }
 
-/* ---- virtio-pci glue ---- */
+/* ---- The device type: --virtio-console BACKEND ---- */
 
-struct cons_pci {
-	struct vm *vm;
-	struct virtio_console *cons;
-	struct virtio_pci *vp;
-	struct chardev *chr;
-	bool on_loop[2];
+struct console_options {
+	char *backend;		/* stdio | file:PATH | none */
 };
 
-static size_t glue_write(void *opaque, const void *buf, size_t len)
+/* The host side: the core and its chardev. */
+struct console_host {
+	struct virtio_console *cons;
+	struct chardev *chr;
+	const struct device_ctx *ctx;
+};
+
+static int parse_backend(const char *s, enum console_kind *kind, const char **path)
 {
-	return chardev_write_nb(((struct cons_pci *)opaque)->chr, buf, len);
+	*path = NULL;
+	if (!strcmp(s, "stdio"))
+		*kind = CONSOLE_STDIO;
+	else if (!strcmp(s, "none"))
+		*kind = CONSOLE_NONE;
+	else if (!strncmp(s, "file:", 5) && s[5])
+		*kind = CONSOLE_FILE, *path = s + 5;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static int console_check(void *opts, char *err, size_t errlen)
+{
+	const struct console_options *o = opts;
+	enum console_kind kind;
+	const char *path;
+
+	if (!o->backend || parse_backend(o->backend, &kind, &path)) {
+		snprintf(err, errlen, "backend: '%s' is not stdio, none or file:PATH",
+			 o->backend ? o->backend : "");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static size_t host_write(void *opaque, const void *buf, size_t len)
+{
+	return chardev_write_nb(((struct console_host *)opaque)->chr, buf, len);
 }
 
 /* Main thread: the backend drained what it had refused; send the rest. */
-static void glue_writable(void *opaque)
+static void host_writable(void *opaque)
 {
-	virtio_dev_queue_notify(virtio_console_virtio(((struct cons_pci *)opaque)->cons),
+	virtio_dev_queue_notify(virtio_console_virtio(((struct console_host *)opaque)->cons),
 				VIRTIO_CONSOLE_TXQ);
 }
 
-static void glue_pause(void *opaque)
+static void host_pause_input(void *opaque)
 {
-	chardev_pause_input(((struct cons_pci *)opaque)->chr);
+	chardev_pause_input(((struct console_host *)opaque)->chr);
 }
 
-static void glue_resume(void *opaque)
+static void host_resume_input(void *opaque)
 {
-	chardev_resume_input(((struct cons_pci *)opaque)->chr);
+	chardev_resume_input(((struct console_host *)opaque)->chr);
 }
 
 /* Main thread: host input. */
-static void on_input(void *opaque, const uint8_t *buf, size_t len)
+static void host_input(void *opaque, const uint8_t *buf, size_t len)
 {
-	virtio_console_input(((struct cons_pci *)opaque)->cons, buf, len);
+	virtio_console_input(((struct console_host *)opaque)->cons, buf, len);
 }
 
-static void on_quit(void *opaque)
+static void host_quit(void *opaque)
 {
-	vm_request_quit(((struct cons_pci *)opaque)->vm, "console escape C-a x");
+	device_request(((struct console_host *)opaque)->ctx, DEVICE_REQ_QUIT, 0,
+		       "console escape C-a x");
 }
 
-static void on_rx_kick(void *opaque, uint32_t events)
+static struct console_host *host_of(struct virtio_device *dev)
 {
-	(void)events;
-	(void)virtio_console_kick(((struct cons_pci *)opaque)->cons, VIRTIO_CONSOLE_RXQ);
+	return to_cons(dev)->io.opaque;
 }
 
-static void on_tx_kick(void *opaque, uint32_t events)
+static void console_destroy(struct virtio_device *dev)
 {
-	(void)events;
-	(void)virtio_console_kick(((struct cons_pci *)opaque)->cons, VIRTIO_CONSOLE_TXQ);
+	struct console_host *h = host_of(dev);
+
+	chardev_destroy(h->chr);
+	virtio_console_destroy(h->cons);
+	free(h);
 }
 
-static void cons_pci_destroy(void *state)
+static int console_create(struct device_ctx *ctx, const void *opts, struct virtio_device **out)
 {
-	struct cons_pci *p = state;
-
-	if (!p)
-		return;
-	for (unsigned q = 0; q < 2; q++)
-		if (p->on_loop[q])
-			evloop_del(p->vm->loop, virtio_dev_kick_fd(virtio_console_virtio(p->cons), q));
-	virtio_pci_destroy(p->vp);
-	chardev_destroy(p->chr);
-	virtio_console_destroy(p->cons);
-	free(p);
-}
-
-static int cons_pci_realize(const struct device_desc *desc, struct device_ctx *ctx, void **state)
-{
-	struct vm *vm = ctx->machine;	/* transitional */
-
-	(void)desc;
-	static const evloop_cb kick_cb[2] = { on_rx_kick, on_tx_kick };
-	struct pci_host *h = ctx->pci;
+	const struct console_options *o = opts;
 	struct virtio_console_io io;
+	struct console_host *h;
 	struct vm_config ccfg;
-	struct cons_pci *p;
+	unsigned errors;
 	int ret;
 
-	*state = NULL;
-	if (!vm->cfg->virtio_console_enabled)
-		return 0;
+	h = calloc(1, sizeof(*h));
 	if (!h)
-		return -ENODEV;
-	p = calloc(1, sizeof(*p));
-	if (!p)
 		return -ENOMEM;
-	p->vm = vm;
+	h->ctx = ctx;
 	io = (struct virtio_console_io){
-		.write = glue_write,
-		.pause_input = glue_pause,
-		.resume_input = glue_resume,
-		.opaque = p,
+		.write = host_write,
+		.pause_input = host_pause_input,
+		.resume_input = host_resume_input,
+		.opaque = h,
 	};
-	ret = virtio_console_create(&p->cons, &vm->mem, &io);
-	if (ret)
-		goto err;
-	ccfg = *vm->cfg;
-	ccfg.console = vm->cfg->virtio_console;
-	ccfg.console_path = vm->cfg->virtio_console_path;
-	p->chr = chardev_create(&ccfg, vm->loop, on_input, on_quit, p, &ret);
-	if (!p->chr)
-		goto err;
-	chardev_set_writable_cb(p->chr, glue_writable, p);
-	for (unsigned q = 0; q < 2; q++) {
-		ret = evloop_add(vm->loop, virtio_dev_kick_fd(virtio_console_virtio(p->cons), q),
-				 EPOLLIN, kick_cb[q], p);
-		if (ret)
-			goto err;
-		p->on_loop[q] = true;
+	ret = virtio_console_create(&h->cons, ctx->mem, &io);
+	if (ret) {
+		free(h);
+		return ret;
 	}
-	ret = virtio_pci_create(h, virtio_console_virtio(p->cons), 0x078000, &p->vp);
-	if (ret)
+	/* The chardev picks its backend as the serial console does. */
+	ccfg = *ctx->cfg;
+	if (parse_backend(o->backend, &ccfg.console, &ccfg.console_path)) {
+		ret = -EINVAL;
 		goto err;
-	*state = p;
+	}
+	errors = log_error_count();
+	h->chr = chardev_create(&ccfg, ctx->loop, host_input, host_quit, h, &ret);
+	if (!h->chr) {
+		if (log_error_count() == errors)	/* else the chardev said why */
+			virtio_create_error("backend %s: %s", o->backend, strerror(-ret));
+		goto err;
+	}
+	chardev_set_writable_cb(h->chr, host_writable, h);
+	*out = virtio_console_virtio(h->cons);
 	return 0;
 err:
-	cons_pci_destroy(p);
+	console_destroy(virtio_console_virtio(h->cons));
 	return ret;
 }
 
-static void cons_pci_reset(void *state)
+static void console_kick(struct virtio_device *dev, unsigned q)
 {
-	virtio_pci_reset(((struct cons_pci *)state)->vp);
+	(void)virtio_console_kick(to_cons(dev), q);
 }
 
-static void cons_pci_pause(void *state)
+static void console_pause(struct virtio_device *dev)
 {
-	virtio_console_pause(((struct cons_pci *)state)->cons);
+	virtio_console_pause(to_cons(dev));
 }
 
-static void cons_pci_resume(void *state)
+static void console_resume(struct virtio_device *dev)
 {
-	virtio_console_resume(((struct cons_pci *)state)->cons);
+	virtio_console_resume(to_cons(dev));
 }
 
-static struct device_desc cons_desc = {
-	.name = "virtio-console",
-	.level = DEVICE_LEVEL_VIRTIO,
-	.realize = cons_pci_realize,
-	.reset = cons_pci_reset,
-	.pause = cons_pci_pause,
-	.resume = cons_pci_resume,
-	.destroy = cons_pci_destroy,
+static const struct dev_option console_opts[] = {
+	{ .name = "backend", .type = DEV_OPT_STRING,
+	  .offset = DEV_OPT_FIELD(struct console_options, backend),
+	  .help = "stdio, file:PATH or none", .required = true },
 };
-DEVICE_REGISTER(cons_desc);
+
+static struct dev_option_table console_options = {
+	.flag = "virtio-console",
+	.json_key = "virtio-console",
+	.summary = "a virtio-console device (single port) and its backend",
+	.positional = "backend",
+	.max_instances = 1,
+	.size = sizeof(struct console_options),
+	.opts = console_opts,
+	.nr_opts = DEV_OPT_COUNT(console_opts),
+	.check = console_check,
+};
+
+static struct virtio_device_desc console_desc = {
+	.name = "virtio-console",
+	.device_id = VIRTIO_ID_CONSOLE,
+	.pci_class = 0x078000,	/* communication, other */
+	.options = &console_options,
+	.io = VIRTIO_IO_MAIN_LOOP,
+	.create = console_create,
+	.destroy = console_destroy,
+	.kick = console_kick,
+	.pause = console_pause,
+	.resume = console_resume,
+};
+VIRTIO_DEVICE_REGISTER(console_desc);
