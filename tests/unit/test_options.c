@@ -455,10 +455,144 @@ START_TEST(test_help)
 }
 END_TEST
 
+/* ---- QMP introspection ---- */
+
+static struct qmp_session *sess;
+
+static json_t *qmp(const char *text)
+{
+	json_t *r = qmp_handle_message(sess, text, strlen(text));
+
+	ck_assert_ptr_nonnull(r);
+	return r;
+}
+
+static void qmp_setup(void)
+{
+	json_t *r;
+
+	sess = qmp_session_create(NULL, NULL, NULL, NULL);
+	ck_assert_ptr_nonnull(sess);
+	r = qmp("{\"execute\": \"qmp_capabilities\"}");
+	ck_assert_ptr_nonnull(json_object_get(r, "return"));
+	json_decref(r);
+}
+
+static void qmp_teardown(void)
+{
+	qmp_session_destroy(sess);
+}
+
+static json_t *find_named(json_t *list, const char *name)
+{
+	size_t i;
+	json_t *e;
+
+	json_array_foreach(list, i, e)
+		if (!strcmp(json_string_value(json_object_get(e, "name")), name))
+			return e;
+	return NULL;
+}
+
+START_TEST(test_qmp_list_types)
+{
+	json_t *r = qmp("{\"execute\": \"qom-list-types\"}"), *ret = json_object_get(r, "return");
+	unsigned n = 0;
+
+	ck_assert_msg(json_is_array(ret), "%s", json_dumps(r, 0));
+	for (const struct dev_option_table *t = dev_option_tables(); t; t = t->next, n++)
+		ck_assert_msg(find_named(ret, t->type), "%s missing", t->type);
+	ck_assert_uint_eq(json_array_size(ret), n);
+	json_decref(r);
+
+	/* implements and abstract are accepted and change nothing here. */
+	r = qmp("{\"execute\": \"qom-list-types\", \"arguments\": "
+		"{\"implements\": \"device\", \"abstract\": true}, \"id\": 7}");
+	ck_assert_uint_eq(json_array_size(json_object_get(r, "return")), n);
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "id")), 7);
+	json_decref(r);
+
+	r = qmp("{\"execute\": \"qom-list-types\", \"arguments\": {\"implements\": 1}}");
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(r, "error"), "class")),
+			 "GenericError");
+	json_decref(r);
+	r = qmp("{\"execute\": \"query-commands\"}");
+	ck_assert_ptr_nonnull(find_named(json_object_get(r, "return"), "qom-list-types"));
+	ck_assert_ptr_nonnull(find_named(json_object_get(r, "return"), "device-list-properties"));
+	json_decref(r);
+}
+END_TEST
+
+START_TEST(test_qmp_device_properties)
+{
+	json_t *r = qmp("{\"execute\": \"device-list-properties\", "
+			"\"arguments\": {\"typename\": \"x-test-disk\"}}");
+	json_t *ret = json_object_get(r, "return"), *p;
+
+	ck_assert_msg(json_is_array(ret), "%s", json_dumps(r, 0));
+	ck_assert_uint_eq(json_array_size(ret), tdisk_table.nr_opts);
+	/* In table order. */
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(ret, 0), "name")),
+			 "path");
+
+	p = find_named(ret, "path");
+	ck_assert_str_eq(json_string_value(json_object_get(p, "type")), "str");
+	ck_assert_str_eq(json_string_value(json_object_get(p, "description")), "image file");
+	ck_assert_ptr_null(json_object_get(p, "default-value"));
+
+	p = find_named(ret, "readonly");
+	ck_assert_str_eq(json_string_value(json_object_get(p, "type")), "bool");
+	ck_assert(json_is_false(json_object_get(p, "default-value")));
+
+	p = find_named(ret, "queues");
+	ck_assert_str_eq(json_string_value(json_object_get(p, "type")), "uint64");
+	ck_assert_int_eq(json_integer_value(json_object_get(p, "default-value")), 1);
+
+	p = find_named(ret, "block");
+	ck_assert_str_eq(json_string_value(json_object_get(p, "type")), "size");
+	ck_assert_int_eq(json_integer_value(json_object_get(p, "default-value")), 512);
+
+	p = find_named(ret, "cache");
+	ck_assert_str_eq(json_string_value(json_object_get(p, "type")), "str");
+	ck_assert_str_eq(json_string_value(json_object_get(p, "default-value")), "writeback");
+	ck_assert_msg(strstr(json_string_value(json_object_get(p, "description")),
+			     "none, writeback, unsafe"), "%s",
+		      json_string_value(json_object_get(p, "description")));
+	json_decref(r);
+
+	r = qmp("{\"execute\": \"device-list-properties\", "
+		"\"arguments\": {\"typename\": \"x-test-bare\"}}");
+	ck_assert_uint_eq(json_array_size(json_object_get(r, "return")), 0);
+	json_decref(r);
+}
+END_TEST
+
+START_TEST(test_qmp_device_properties_errors)
+{
+	json_t *r = qmp("{\"execute\": \"device-list-properties\", "
+			"\"arguments\": {\"typename\": \"e1000\"}}");
+	json_t *e = json_object_get(r, "error");
+
+	ck_assert_str_eq(json_string_value(json_object_get(e, "class")), "GenericError");
+	ck_assert_str_eq(json_string_value(json_object_get(e, "desc")), "Device 'e1000' not found");
+	json_decref(r);
+
+	r = qmp("{\"execute\": \"device-list-properties\"}");
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(r, "error"), "desc")),
+			 "Parameter 'typename' is missing");
+	json_decref(r);
+	r = qmp("{\"execute\": \"device-list-properties\", \"arguments\": {\"typename\": 3}}");
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(r, "error"), "class")),
+			 "GenericError");
+	json_decref(r);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("options");
 	TCase *tc = tcase_create("parse");
+	TCase *tq = tcase_create("qmp");
 
 	tcase_add_test(tc, test_lookup);
 	tcase_add_test(tc, test_all_tables_sane);
@@ -474,5 +608,10 @@ int main(void)
 	tcase_add_test(tc, test_no_options);
 	tcase_add_test(tc, test_help);
 	suite_add_tcase(s, tc);
+	tcase_add_checked_fixture(tq, qmp_setup, qmp_teardown);
+	tcase_add_test(tq, test_qmp_list_types);
+	tcase_add_test(tq, test_qmp_device_properties);
+	tcase_add_test(tq, test_qmp_device_properties_errors);
+	suite_add_tcase(s, tq);
 	return ck_run_suite(s);
 }

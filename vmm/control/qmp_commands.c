@@ -465,6 +465,17 @@ static json_t *cmd_snapshot_save(struct qmp_session *s, json_t *args, json_t **e
 	return json_object();
 }
 
+static const struct qmp_arg qom_list_types_args[] = {
+	{ "implements", ARG_STR, true },
+	{ "abstract", ARG_BOOL, true },
+	{ NULL, 0, false },
+};
+
+static const struct qmp_arg device_list_properties_args[] = {
+	{ "typename", ARG_STR, false },
+	{ NULL, 0, false },
+};
+
 static const struct qmp_cmd qmp_cmds[] = {
 	{ "qmp_capabilities", cmd_qmp_capabilities, caps_args },
 	{ "query-version", cmd_query_version, NULL },
@@ -483,6 +494,8 @@ static const struct qmp_cmd qmp_cmds[] = {
 	{ "system_reset", cmd_system_reset, NULL },
 	{ "quit", cmd_quit, NULL },
 	{ "snapshot-save", cmd_snapshot_save, snapshot_save_args },
+	{ "qom-list-types", qmp_cmd_qom_list_types, qom_list_types_args },
+	{ "device-list-properties", qmp_cmd_device_list_properties, device_list_properties_args },
 };
 
 static json_t *cmd_query_commands(struct qmp_session *s, json_t *args, json_t **err)

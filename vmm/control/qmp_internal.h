@@ -36,6 +36,10 @@ struct qmp_session {
 	struct qmp_lexer lx;
 };
 
+/* Commands served from the device options tables (qmp_introspect.c). */
+json_t *qmp_cmd_qom_list_types(struct qmp_session *s, json_t *args, json_t **err);
+json_t *qmp_cmd_device_list_properties(struct qmp_session *s, json_t *args, json_t **err);
+
 void qmp_lexer_reset(struct qmp_lexer *lx);
 void qmp_lexer_free(struct qmp_lexer *lx);
 
