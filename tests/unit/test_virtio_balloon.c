@@ -295,6 +295,7 @@ START_TEST(test_inflate_discards_and_counts)
 	ck_assert_uint_eq(mock_vq_used_elem(&mq[0], 0).id, head);
 	ck_assert_uint_eq(mock_vq_used_elem(&mq[0], 0).len, 0);
 	ck_assert_uint_eq(used_irqs[0], 1);
+	ck_assert_uint_eq(mock_vq_avail_event(&mq[0]), 1);
 	/* No memfd here: discarded pages read as zeros, the rest is intact. */
 	ck_assert(all_equal(a, 4 * PAGE, 0));
 	ck_assert(all_equal(c, PAGE, 0));
@@ -445,8 +446,10 @@ START_TEST(test_stats)
 	ck_assert_uint_eq(s.have, (1u << BALLOON_S_MEMFREE) | (1u << BALLOON_S_MEMTOT) |
 				  (1u << BALLOON_S_DIRECT_RECLAIM));
 	ck_assert_int_ne(s.last_update, 0);
-	/* Held, not returned, until the host wants more. */
+	/* Held, not returned, until the host wants more; and the driver is
+	 * asked to kick for the next one (EVENT_IDX: avail_event moved on). */
 	ck_assert_uint_eq(mock_vq_used_idx(&mq[2]), 0);
+	ck_assert_uint_eq(mock_vq_avail_event(&mq[2]), 1);
 	q = balloon_query(b);
 	ck_assert_int_eq(json_integer_value(json_object_get(q, "actual")), MEM_SIZE);
 	st = json_object_get(q, "stats");
