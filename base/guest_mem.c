@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -96,6 +97,8 @@ err_close:
 
 void gm_destroy(struct guest_mem *gm)
 {
+	for (unsigned i = 0; i < gm->nr; i++)
+		free(gm->regions[i].dirty);
 	if (gm->map)
 		munmap(gm->map, gm->map_size);
 	if (gm->memfd >= 0)
@@ -197,14 +200,22 @@ int gm_write(const struct guest_mem *gm, uint64_t gpa, const void *src, size_t l
 {
 	int ret = gm_walk(gm, gpa, len, NULL, NULL);
 
-	return ret ? ret : gm_walk(gm, gpa, len, copy_in, (void *)src);
+	if (ret)
+		return ret;
+	ret = gm_walk(gm, gpa, len, copy_in, (void *)src);
+	guest_mem_mark_dirty(gm, gpa, len);
+	return ret;
 }
 
 int gm_fill(const struct guest_mem *gm, uint64_t gpa, int byte, size_t len)
 {
 	int ret = gm_walk(gm, gpa, len, NULL, NULL);
 
-	return ret ? ret : gm_walk(gm, gpa, len, fill, &byte);
+	if (ret)
+		return ret;
+	ret = gm_walk(gm, gpa, len, fill, &byte);
+	guest_mem_mark_dirty(gm, gpa, len);
+	return ret;
 }
 
 uint64_t gm_low_ram_end(const struct guest_mem *gm)
@@ -224,6 +235,8 @@ uint64_t gm_ram_end(const struct guest_mem *gm)
 
 int gm_zero_all(struct guest_mem *gm)
 {
+	for (unsigned i = 0; i < gm->nr; i++)
+		guest_mem_mark_dirty(gm, gm->regions[i].gpa, gm->regions[i].size);
 	if (gm->memfd >= 0 &&
 	    fallocate(gm->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
 		      (off_t)gm->map_size) == 0)
@@ -262,4 +275,136 @@ int64_t gm_discard(const struct guest_mem *gm, const void *hva, uint64_t len)
 		return (int64_t)(end - start);
 	}
 	return -EFAULT;
+}
+
+/* ---- Dirty logging ---- */
+
+static uint64_t region_pages(const struct gm_region *r)
+{
+	return (r->size + GM_DIRTY_PAGE_SIZE - 1) >> GM_DIRTY_PAGE_SHIFT;
+}
+
+size_t guest_mem_dirty_log_words(const struct guest_mem *gm, unsigned region)
+{
+	return region < gm->nr ? (size_t)((region_pages(&gm->regions[region]) + 63) / 64) : 0;
+}
+
+int guest_mem_dirty_log_start(struct guest_mem *gm)
+{
+	for (unsigned i = 0; i < gm->nr; i++) {
+		struct gm_region *r = &gm->regions[i];
+		size_t words = guest_mem_dirty_log_words(gm, i);
+		uint64_t *b = __atomic_load_n(&r->dirty, __ATOMIC_ACQUIRE);
+
+		if (b) {
+			for (size_t w = 0; w < words; w++)
+				__atomic_store_n(&b[w], 0, __ATOMIC_RELAXED);
+			continue;
+		}
+		b = calloc(words, sizeof(*b));
+		if (!b)
+			return -ENOMEM;
+		__atomic_store_n(&r->dirty, b, __ATOMIC_RELEASE);
+	}
+	/* Bitmaps first: a writer that sees the flag sees them. */
+	__atomic_store_n(&gm->dirty_logging, 1, __ATOMIC_RELEASE);
+	return 0;
+}
+
+void guest_mem_dirty_log_stop(struct guest_mem *gm)
+{
+	__atomic_store_n(&gm->dirty_logging, 0, __ATOMIC_RELEASE);
+}
+
+bool guest_mem_dirty_logging(const struct guest_mem *gm)
+{
+	return __atomic_load_n(&gm->dirty_logging, __ATOMIC_ACQUIRE);
+}
+
+/* Set bits [first, last] of b. */
+static void set_bits(uint64_t *b, uint64_t first, uint64_t last)
+{
+	while (first <= last) {
+		uint64_t w = first / 64, lo = first % 64;
+		uint64_t hi = last / 64 == w ? last % 64 : 63;
+		uint64_t mask = (hi == 63 ? ~0ULL : (1ULL << (hi + 1)) - 1) & ~((1ULL << lo) - 1);
+
+		__atomic_fetch_or(&b[w], mask, __ATOMIC_RELAXED);
+		first = (w + 1) * 64;
+	}
+}
+
+void guest_mem_mark_dirty(const struct guest_mem *gm, uint64_t gpa, uint64_t len)
+{
+	uint64_t end;
+
+	if (!len || !__atomic_load_n(&gm->dirty_logging, __ATOMIC_ACQUIRE))
+		return;
+	end = gpa + len - 1 < gpa ? UINT64_MAX : gpa + len - 1;	/* last byte */
+	for (unsigned i = 0; i < gm->nr; i++) {
+		const struct gm_region *r = &gm->regions[i];
+		uint64_t *b = __atomic_load_n(&r->dirty, __ATOMIC_ACQUIRE);
+		uint64_t last = r->gpa + (r->size - 1), lo, hi;
+
+		if (!b || end < r->gpa || gpa > last)
+			continue;
+		lo = gpa > r->gpa ? gpa - r->gpa : 0;
+		hi = (end < last ? end : last) - r->gpa;
+		set_bits(b, lo >> GM_DIRTY_PAGE_SHIFT, hi >> GM_DIRTY_PAGE_SHIFT);
+	}
+}
+
+void guest_mem_mark_dirty_hva(const struct guest_mem *gm, const void *hva, size_t len)
+{
+	uintptr_t a = (uintptr_t)hva, end;
+
+	if (!len || !__atomic_load_n(&gm->dirty_logging, __ATOMIC_ACQUIRE))
+		return;
+	end = a + len - 1 < a ? UINTPTR_MAX : a + len - 1;
+	for (unsigned i = 0; i < gm->nr; i++) {
+		const struct gm_region *r = &gm->regions[i];
+		uintptr_t base = (uintptr_t)r->hva, last = base + (r->size - 1), lo, hi;
+
+		if (end < base || a > last)
+			continue;
+		lo = a > base ? a : base;
+		hi = end < last ? end : last;
+		guest_mem_mark_dirty(gm, r->gpa + (lo - base), (uint64_t)(hi - lo) + 1);
+	}
+}
+
+void guest_mem_mark_dirty_iov(const struct guest_mem *gm, const struct iovec *iov, unsigned n,
+			      size_t len)
+{
+	if (!__atomic_load_n(&gm->dirty_logging, __ATOMIC_ACQUIRE))
+		return;
+	for (unsigned i = 0; i < n && len; i++) {
+		size_t k = iov[i].iov_len < len ? iov[i].iov_len : len;
+
+		guest_mem_mark_dirty_hva(gm, iov[i].iov_base, k);
+		len -= k;
+	}
+}
+
+long guest_mem_dirty_log_fetch(const struct guest_mem *gm, unsigned region, uint64_t *bitmap,
+			       size_t nwords)
+{
+	size_t words;
+	uint64_t *b;
+	long n = 0;
+
+	if (region >= gm->nr)
+		return -ENOENT;
+	words = guest_mem_dirty_log_words(gm, region);
+	if (nwords < words)
+		return -EINVAL;
+	b = __atomic_load_n(&gm->regions[region].dirty, __ATOMIC_ACQUIRE);
+	if (!b)
+		return -ENODATA;
+	for (size_t w = 0; w < words; w++) {
+		bitmap[w] = __atomic_exchange_n(&b[w], 0, __ATOMIC_ACQ_REL);
+		n += __builtin_popcountll(bitmap[w]);
+	}
+	memset(bitmap + words, 0, (nwords - words) * sizeof(*bitmap));
+	return n;
 }
