@@ -96,7 +96,7 @@ enum {
 	OPT_RESTORE, OPT_RESTORE_PAUSED,
 	/* Hand-written device flags, used only while no options table claims
 	 * the flag (their devices move onto the registry). */
-	OPT_DISK, OPT_RNG, OPT_VIRTIO_CONSOLE,
+	OPT_DISK,
 	OPT_DEVICE = 1024,	/* + index into dev_tables[] */
 };
 
@@ -128,10 +128,6 @@ static const struct {
 } legacy_device_options[] = {
 	{ { "disk", required_argument, NULL, OPT_DISK },
 	  "  --disk path=FILE[,readonly=on][,serial=ID][,aio=io_uring|native|threads][,cache=none|writeback]\n" },
-	{ { "rng", no_argument, NULL, OPT_RNG },
-	  "  --rng                    a virtio-rng device fed from getrandom()\n" },
-	{ { "virtio-console", required_argument, NULL, OPT_VIRTIO_CONSOLE },
-	  "  --virtio-console stdio|file:PATH|none   a virtio-console device and its backend\n" },
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -420,14 +416,6 @@ int args_parse_run(int argc, char **argv, struct vm_config *cfg, char *err, size
 			if (parse_console(optarg, &cfg->console, &cfg->console_path))
 				bad("--console: '%s' is not stdio, none or file:PATH", optarg);
 			break;
-		case OPT_VIRTIO_CONSOLE:
-			if (parse_console(optarg, &cfg->virtio_console, &cfg->virtio_console_path))
-				bad("--virtio-console: '%s' is not stdio, none or file:PATH", optarg);
-			cfg->virtio_console_enabled = true;
-			break;
-		case OPT_RNG:
-			cfg->virtio_rng = true;
-			break;
 		case OPT_ON_REBOOT:
 			if (strcmp(optarg, "restart") == 0)
 				cfg->on_reboot = REBOOT_RESTART;
@@ -494,9 +482,6 @@ int args_parse_run(int argc, char **argv, struct vm_config *cfg, char *err, size
 		bad("unexpected argument '%s' (see ember --help)", argv[optind]);
 	if (cfg->hugepages && cfg->memory % (2ULL << 20))
 		bad("--hugepages needs --memory in whole 2 MiB pages");
-	if (cfg->virtio_console_enabled && cfg->virtio_console == CONSOLE_STDIO &&
-	    cfg->console == CONSOLE_STDIO)
-		bad("--virtio-console stdio needs --console file:PATH or none (one stdio backend)");
 	ret = check_one_stdio(cfg, err, errlen);
 	if (ret)
 		goto out;

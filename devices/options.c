@@ -469,7 +469,10 @@ static void value_syntax(const struct dev_option *o, char *buf, size_t len)
 	}
 }
 
-#define HELP_COL 26
+/* Summaries start where the fixed flags' help does (column 27), option
+ * help a little further in. */
+#define HEAD_WIDTH 24
+#define ITEM_WIDTH 26
 
 char *dev_options_help(const struct dev_option_table *t)
 {
@@ -489,7 +492,7 @@ char *dev_options_help(const struct dev_option_table *t)
 			 pos[0] ? "[,key=value...]" : "key=value,...",
 			 t->arg_optional ? "]" : "");
 	}
-	sb_printf(&b, "  %-*s %s", HELP_COL - 3, head, t->summary ? t->summary : t->type);
+	sb_printf(&b, "  %-*s %s", HEAD_WIDTH, head, t->summary ? t->summary : t->type);
 	if (t->max_instances > 1)
 		sb_printf(&b, " (repeatable, up to %u)", t->max_instances);
 	sb_printf(&b, "\n");
@@ -499,7 +502,12 @@ char *dev_options_help(const struct dev_option_table *t)
 
 		value_syntax(o, syn, sizeof(syn));
 		snprintf(item, sizeof(item), "%s=%s", o->name, syn);
-		sb_printf(&b, "      %-*s %s", HELP_COL - 7, item, o->help ? o->help : "");
+		/* A long key=VALUE gets its own line; the help lines up below. */
+		if (strlen(item) > ITEM_WIDTH)
+			sb_printf(&b, "      %s\n%*s", item, 6 + ITEM_WIDTH + 1, "");
+		else
+			sb_printf(&b, "      %-*s ", ITEM_WIDTH, item);
+		sb_printf(&b, "%s", o->help ? o->help : "");
 		if (o->required)
 			sb_printf(&b, " (required)");
 		else if (o->def)

@@ -54,12 +54,6 @@ struct vm_config {
 	/* --disk option strings, parsed by the virtio-blk device. */
 	const char *disks[CONFIG_MAX_DISKS];
 	unsigned nr_disks;
-	/* virtio-console (a PCI device, single port) when enabled, with its own
-	 * backend chosen like --console (virtio_console_path for FILE). */
-	bool virtio_console_enabled;
-	enum console_kind virtio_console;
-	const char *virtio_console_path;
-	bool virtio_rng;	/* virtio-rng (a PCI device) fed from getrandom() */
 	/* --restore DIR: start from a snapshot (vmm/snapshot/) instead of
 	 * booting; restore_paused: stay paused until QMP cont. */
 	const char *restore_dir;
