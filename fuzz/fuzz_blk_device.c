@@ -25,7 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "devices/virtio/blk.h"
+#include "devices/virtio/blk/blk.h"
 #include "devices/virtio/virtio.h"
 #include "helpers/mock_vq.h"
 #include "base/log.h"

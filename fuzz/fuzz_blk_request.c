@@ -15,7 +15,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "devices/virtio/blk.h"
+#include "devices/virtio/blk/blk.h"
 #include "devices/virtio/virtqueue.h"
 #include "base/guest_mem.h"
 #include "base/log.h"

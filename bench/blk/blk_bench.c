@@ -41,7 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "devices/virtio/blk.h"
+#include "devices/virtio/blk/blk.h"
 #include "devices/virtio/virtio.h"
 #include "devices/virtio/virtqueue.h"
 #include "base/guest_mem.h"

@@ -1,5 +1,4 @@
-/* virtio-pci modern transport (see virtio_pci.h for the layout), and the
- * virtio-blk instances it carries, one per --disk. */
+/* virtio-pci modern transport (see virtio_pci.h for the layout). */
 #include "devices/virtio/virtio_pci.h"
 
 #include <errno.h>
@@ -8,11 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "devices/device.h"
-#include "devices/virtio/blk.h"
-#include "vmm/control/qmp.h"
 #include "base/log.h"
-#include "vmm/vm.h"
+#include "devices/device.h"
 
 struct virtio_pci {
 	struct pci_device pci;
@@ -618,140 +614,3 @@ int virtio_pci_load(struct virtio_pci *vp, json_t *saved, char *err, size_t errl
 		raise_isr(vp, (uint8_t)isr);
 	return 0;
 }
-
-/* ---- virtio-blk: one PCI function per --disk ---- */
-
-struct blk_pci_set {
-	unsigned n;
-	struct blk_dev *blk[CONFIG_MAX_DISKS];
-	struct virtio_pci *vp[CONFIG_MAX_DISKS];
-};
-
-static void blk_pci_destroy(void *state)
-{
-	struct blk_pci_set *s = state;
-
-	if (!s)
-		return;
-	for (unsigned i = 0; i < s->n; i++) {
-		blk_stop(s->blk[i]);
-		virtio_pci_destroy(s->vp[i]);
-		blk_destroy(s->blk[i]);
-	}
-	free(s);
-}
-
-/* query-block: one entry per --disk, in command-line order. */
-static int blk_pci_block_info(struct vm *vm, unsigned index, struct qmp_block_info *out)
-{
-	static __thread char name[24];
-	struct blk_pci_set *s = vm_device_state(vm, "virtio-blk");
-	const struct blk_opts *o;
-	struct blk_stats st;
-
-	if (!s || index >= s->n)
-		return -ENOENT;
-	o = blk_options(s->blk[index]);
-	blk_get_stats(s->blk[index], &st);
-	snprintf(name, sizeof(name), "virtio%u", index);
-	*out = (struct qmp_block_info){
-		.device = name,
-		.file = o->path,
-		.ro = o->readonly,
-		.direct = blk_is_direct(s->blk[index]),
-		.size = blk_capacity(s->blk[index]) * 512,
-		.rd_bytes = st.rd_bytes,
-		.wr_bytes = st.wr_bytes,
-		.rd_ops = st.reads,
-		.wr_ops = st.writes,
-		.flush_ops = st.flushes,
-		.failed_rd_ops = st.failed_reads,
-		.failed_wr_ops = st.failed_writes,
-		.failed_flush_ops = st.failed_flushes,
-	};
-	return 0;
-}
-
-static int blk_pci_realize(const struct device_desc *desc, struct device_ctx *ctx, void **state)
-{
-	struct vm *vm = ctx->machine;	/* transitional */
-
-	(void)desc;
-	const struct vm_config *cfg = vm->cfg;
-	struct pci_host *h = ctx->pci;
-	struct blk_pci_set *s;
-	int ret = 0;
-
-	*state = NULL;
-	if (!cfg->nr_disks)
-		return 0;
-	if (!h)
-		return -ENODEV;
-	s = calloc(1, sizeof(*s));
-	if (!s)
-		return -ENOMEM;
-	for (unsigned i = 0; i < cfg->nr_disks && i < CONFIG_MAX_DISKS; i++) {
-		struct blk_opts o;
-		char err[256];
-
-		ret = blk_parse_opts(cfg->disks[i], &o, err, sizeof(err));
-		if (ret) {
-			log_err("--disk %s: %s", cfg->disks[i], err);
-			goto err;
-		}
-		ret = blk_create(&s->blk[s->n], &o, &vm->mem);
-		if (ret)
-			goto err;
-		ret = virtio_pci_create(h, blk_virtio(s->blk[s->n]), 0x018000, &s->vp[s->n]);
-		if (ret) {
-			blk_destroy(s->blk[s->n]);
-			goto err;
-		}
-		s->n++;
-		ret = blk_start(s->blk[s->n - 1]);
-		if (ret)
-			goto err;
-	}
-	vm->block_info = blk_pci_block_info;
-	*state = s;
-	return 0;
-err:
-	blk_pci_destroy(s);
-	return ret;
-}
-
-static void blk_pci_reset(void *state)
-{
-	struct blk_pci_set *s = state;
-
-	for (unsigned i = 0; i < s->n; i++)
-		virtio_pci_reset(s->vp[i]);
-}
-
-/* VM pause: each I/O thread finishes what is at its backend and parks. */
-static void blk_pci_pause(void *state)
-{
-	struct blk_pci_set *s = state;
-
-	for (unsigned i = 0; i < s->n; i++)
-		blk_pause(s->blk[i]);
-}
-
-static void blk_pci_resume(void *state)
-{
-	struct blk_pci_set *s = state;
-
-	for (unsigned i = 0; i < s->n; i++)
-		blk_resume(s->blk[i]);
-}
-
-static struct device_desc blk_pci_desc = {
-	.name = "virtio-blk",
-	.level = DEVICE_LEVEL_VIRTIO,
-	.realize = blk_pci_realize,
-	.reset = blk_pci_reset,
-	.pause = blk_pci_pause,
-	.resume = blk_pci_resume,
-	.destroy = blk_pci_destroy,
-};
-DEVICE_REGISTER(blk_pci_desc);

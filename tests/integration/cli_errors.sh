@@ -24,6 +24,20 @@ check_err "--console" run --console tty
 check_err "--on-reboot" run --on-reboot sometimes
 "$EMBER" --version | grep -q "^ember [0-9]" || fail "--version"
 "$EMBER" --help | grep -q "usage: ember run" || fail "--help"
+# Device flags come from the devices' options tables: bad options fail at
+# the command line (no VM, no /dev/kvm needed), and --help lists them.
+"$EMBER" --help | grep -q -- "--rng" || fail "--help lacks --rng"
+"$EMBER" --help | grep -q -- "backend=STR" || fail "--help lacks the virtio-console options"
+check_err "--rng: expected key=value, got 'x'" run --rng=x
+check_err "--rng: given twice" run --rng --rng
+check_err "--virtio-console: backend" run --virtio-console pty
+check_err "--virtio-console stdio needs --console file:PATH or none" run --virtio-console stdio
+check_err "unknown option 'bogus'" run --virtio-console stdio,bogus=1 --console none
+# The same checks for a JSON config, naming the field.
+printf '{"rng": {"x": 1}}' >"$TMPD/bad.json"
+check_err "rng.x: unknown option" run --config "$TMPD/bad.json"
+printf '{"rng": [true]}' >"$TMPD/bad.json"
+check_err "rng: expected an option string, an object or true" run --config "$TMPD/bad.json"
 
 require_kvm
 # A file that is not a kernel.
@@ -33,7 +47,7 @@ check_err "kernel: neither a bzImage nor an ELF" run --kernel "$TMPD/junk"
 check_err "vCPUs" run --cpus 1024
 # Device and control-plane set-up failures: one line, exit 1.
 check_err "cannot open $TMPD/missing.img" run --disk path="$TMPD/missing.img"
-check_err "unknown key 'foo'" run --disk foo=bar
+check_err "--disk: unknown option 'foo'" run --disk foo=bar
 check_err "aio=native requires cache=none" run --disk path="$TMPD/junk",aio=native
 check_err "--api-sock $TMPD/nodir/s.sock" run --api-sock "$TMPD/nodir/s.sock"
 # More hugepages than the host has reserved: an error now, never a SIGBUS.

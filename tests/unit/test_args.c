@@ -144,7 +144,8 @@ START_TEST(test_good_run)
 	ck_assert_str_eq(c.console_path, "/tmp/x");
 	ck_assert_int_eq(c.on_reboot, REBOOT_EXIT);
 	ck_assert_int_eq(c.cpu_model, CPU_MODEL_BASELINE);
-	ck_assert_uint_eq(c.nr_disks, 1);
+	ck_assert_uint_eq(c.nr_devices, 1);	/* --disk: a virtio-blk device spec */
+	ck_assert_str_eq(c.devices[0].type, "virtio-blk");
 	ck_assert_str_eq(c.api_sock, "/tmp/s");
 }
 END_TEST

@@ -9,10 +9,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <jansson.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "devices/virtio/blk.h"
+#include "devices/options.h"
+#include "devices/pci/pci.h"
+#include "devices/virtio/blk/blk.h"
+#include "devices/virtio/registry.h"
+#include "vmm/config.h"
 #include "helpers/mock_vq.h"
 #include "helpers/ck_run.h"
 #include "helpers/stderr_capture.h"
@@ -850,10 +855,6 @@ START_TEST(test_opts_valid)
 	ck_assert_int_eq(o.aio, BLK_AIO_THREADS);
 	ck_assert(!o.readonly);
 
-	/* ",," is a literal comma. */
-	ck_assert_int_eq(parse("path=/a,,b,,,serial=s", &o, err), 0);
-	ck_assert_str_eq(o.path, "/a,b,");
-	ck_assert_str_eq(o.serial, "s");
 	ck_assert_int_eq(parse("path=/x,serial=12345678901234567890", &o, err), 0);
 	ck_assert_str_eq(blk_aio_name(BLK_AIO_IO_URING), "io_uring");
 }
@@ -871,23 +872,25 @@ static void expect_err(const char *s, const char *needle)
 
 START_TEST(test_opts_errors)
 {
-	expect_err("", "missing path");
-	expect_err("readonly=on", "missing path");
-	expect_err("path=/x,bogus=1", "unknown key 'bogus'");
-	expect_err("path=/x,readonly=maybe", "bad value 'maybe' for readonly");
-	expect_err("path=/x,aio=posix", "bad value 'posix' for aio");
-	expect_err("path=/x,cache=directsync", "bad value 'directsync' for cache");
+	/* The --disk options table, through the generic parser. */
+	expect_err("", "path: required");
+	expect_err("readonly=on", "path: required");
+	expect_err("path=/x,bogus=1", "unknown option 'bogus' (valid: path, readonly, serial, aio, cache)");
+	expect_err("path=/x,readonly=maybe", "readonly: expected on or off");
+	expect_err("path=/x,aio=posix", "aio: expected io_uring, native or threads");
+	expect_err("path=/x,cache=directsync", "cache: expected none or writeback");
 	expect_err("path=/x,aio=native", "aio=native requires cache=none");
 	expect_err("path=/x,aio=native,cache=writeback", "aio=native requires cache=none");
-	expect_err("path=/x,path=/y", "path given twice");
-	expect_err("path=", "empty value for path");
-	expect_err("path=/x,", "trailing comma");
+	expect_err("path=/x,path=/y", "path: given twice");
+	expect_err("path=", "path: must not be empty");
+	expect_err("path=/x,", "trailing ','");
 	expect_err("/x", "expected key=value");
 	expect_err("path=/x,readonly", "expected key=value");
-	expect_err("path=/x,=1", "empty key");
+	expect_err("path=/x,=1", "empty option name");
 	expect_err("path=/x,serial=123456789012345678901", "longer than 20");
 	expect_err("path=/x,serial=a\tb", "printable");
-	expect_err("path=/x,averyveryverylongkey=1", "unknown key");
+	expect_err("path=/x,averyveryverylongkey=1", "unknown option");
+	expect_err("path=/a,,b", "stray ','");
 }
 END_TEST
 
@@ -904,6 +907,191 @@ START_TEST(test_opts_null_and_create_errors)
 }
 END_TEST
 
+/* ---- --disk through the virtio registry: realize, QMP, save/load ---- */
+
+static void sink_fire(struct pci_host *h, struct pci_device *d, unsigned v, uint64_t a,
+		      uint32_t data)
+{
+	(void)h; (void)d; (void)v; (void)a; (void)data;
+}
+
+static void sink_intx(struct pci_host *h, struct pci_device *d, bool level)
+{
+	(void)h; (void)d; (void)level;
+}
+
+static const struct pci_irq_ops sink = { .msi_fire = sink_fire, .intx_set = sink_intx };
+static struct pci_host host;
+static struct vm_config vcfg;
+static struct device_ctx ctx;
+static const struct device_desc *blk_dd;
+static void *disks;
+static char disk_args[2][160];
+static char path2[64];
+
+static void reg_setup(void)
+{
+	struct pci_host_params p = {
+		.mmio32_base = 0xC0000000ULL, .mmio32_size = 0x10000000ULL, .irq = &sink,
+	};
+	int fd;
+
+	setup();
+	ck_assert_int_eq(pci_host_init(&host, &p), 0);
+	config_defaults(&vcfg);
+	ctx = (struct device_ctx){ .cfg = &vcfg, .mem = &mem.gm, .pci = &host };
+	blk_dd = device_find("virtio-blk");
+	ck_assert_ptr_nonnull(blk_dd);
+	disks = NULL;
+	strcpy(path2, "/tmp/ember-test-blk2-XXXXXX");
+	fd = mkstemp(path2);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, DISK_SIZE / 2), 0);
+	close(fd);
+	snprintf(disk_args[0], sizeof(disk_args[0]), "path=%s,serial=S0", path);
+	snprintf(disk_args[1], sizeof(disk_args[1]), "path=%s,readonly=on,aio=threads", path2);
+}
+
+static void reg_teardown(void)
+{
+	if (disks)
+		blk_dd->destroy(disks);
+	pci_host_destroy(&host);
+	unlink(path2);
+	teardown();
+}
+
+static void add_disk(const char *args)
+{
+	vcfg.devices[vcfg.nr_devices++] = (struct device_spec){ "virtio-blk", args };
+}
+
+static json_t *qmp(const char *name)
+{
+	json_t *ret = NULL;
+	char err[128];
+
+	for (const struct device_qmp_command *c = blk_dd->qmp; c->name; c++)
+		if (!strcmp(c->name, name)) {
+			ck_assert_int_eq(c->fn(disks, NULL, &ret, err, sizeof(err)), 0);
+			return ret;
+		}
+	ck_abort_msg("no QMP command %s", name);
+	return NULL;
+}
+
+START_TEST(test_registry_realize_and_qmp)
+{
+	const struct virtio_device_desc *vd = virtio_device_find("virtio-blk");
+	json_t *r, *e, *ins, *st;
+
+	ck_assert_ptr_nonnull(vd);
+	ck_assert_int_eq(vd->io, VIRTIO_IO_OWN);
+	ck_assert_ptr_eq(dev_option_table_by_flag("disk"), &blk_option_table);
+	/* No disks: the commands answer [] (also with no state at all). */
+	ck_assert_int_eq(blk_dd->realize(blk_dd, &ctx, &disks), 0);
+	r = qmp("query-block");
+	ck_assert(json_is_array(r) && json_array_size(r) == 0);
+	json_decref(r);
+	blk_dd->destroy(disks);
+
+	add_disk(disk_args[0]);
+	add_disk(disk_args[1]);
+	disks = NULL;
+	ck_assert_int_eq(blk_dd->realize(blk_dd, &ctx, &disks), 0);
+	ck_assert_uint_eq(virtio_set_count(disks), 2);
+	/* Mass storage, the class it had before. */
+	ck_assert_uint_eq(pci_host_config_read(&host, 0, 1, 0, PCI_REVISION_ID, 4) >> 8, 0x018000);
+
+	r = qmp("query-block");
+	ck_assert_uint_eq(json_array_size(r), 2);
+	e = json_array_get(r, 1);
+	ck_assert_str_eq(json_string_value(json_object_get(e, "device")), "virtio1");
+	ck_assert_str_eq(json_string_value(json_object_get(e, "qdev")),
+			 "/machine/peripheral/virtio1/virtio-backend");
+	ck_assert_uint_eq(json_object_size(e), 7);
+	ins = json_object_get(e, "inserted");
+	ck_assert_uint_eq(json_object_size(ins), 16);
+	ck_assert_str_eq(json_string_value(json_object_get(ins, "file")), path2);
+	ck_assert(json_is_true(json_object_get(ins, "ro")));
+	ck_assert(json_is_false(json_object_get(json_object_get(ins, "cache"), "direct")));
+	ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(ins, "image"),
+							    "virtual-size")), DISK_SIZE / 2);
+	ck_assert(json_is_false(json_object_get(json_array_get(r, 0), "inserted") ?
+				json_object_get(json_object_get(json_array_get(r, 0), "inserted"),
+						"ro") : NULL));
+	json_decref(r);
+
+	r = qmp("query-blockstats");
+	ck_assert_uint_eq(json_array_size(r), 2);
+	e = json_array_get(r, 0);
+	ck_assert_str_eq(json_string_value(json_object_get(e, "node-name")), "virtio0");
+	st = json_object_get(e, "stats");
+	ck_assert_uint_eq(json_object_size(st), 26);
+	ck_assert_int_eq(json_integer_value(json_object_get(st, "rd_operations")), 0);
+	ck_assert(json_is_true(json_object_get(st, "account_failed")));
+	json_decref(r);
+
+	r = qmp("x-query-disks");
+	ck_assert_uint_eq(json_array_size(r), 2);
+	ck_assert_uint_eq(json_object_size(json_array_get(r, 1)), 7);
+	ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(r, 1),
+							    "failed_operations")), 0);
+	json_decref(r);
+}
+END_TEST
+
+START_TEST(test_registry_errors_one_line)
+{
+	char missing[96];
+	int ret;
+
+	snprintf(missing, sizeof(missing), "path=%s.missing", path);
+	add_disk(disk_args[0]);
+	add_disk(missing);
+	stderr_capture_begin();
+	ret = blk_dd->realize(blk_dd, &ctx, &disks);
+	ck_assert_uint_eq(stderr_capture_end(), 1);
+	ck_assert_int_eq(ret, -ENOENT);
+	ck_assert_ptr_null(disks);
+	ck_assert_ptr_null(pci_host_device(&host, 1));	/* the first disk is gone too */
+	/* The image is not locked any more: it can be opened again. */
+	vcfg.nr_devices = 0;
+	add_disk(disk_args[0]);
+	ck_assert_int_eq(blk_dd->realize(blk_dd, &ctx, &disks), 0);
+}
+END_TEST
+
+START_TEST(test_registry_save_load)
+{
+	char err[256] = "";
+	json_t *saved, *d;
+
+	add_disk(disk_args[0]);
+	ck_assert_int_eq(blk_dd->realize(blk_dd, &ctx, &disks), 0);
+	dev = virtio_set_device(disks, 0);
+	blk = blk_of(dev);
+	ck_assert_ptr_eq(blk_virtio(blk), dev);
+	mock_vq_init(&mq, &mem, 256);
+	ck_assert_int_eq(mock_virtio_bring_up(dev, &mq, ALL_FEATURES), 0);
+	blk_dd->pause(disks);
+	saved = blk_dd->save(disks);
+	ck_assert_ptr_nonnull(saved);
+	d = json_object_get(json_array_get(json_object_get(saved, "instances"), 0), "device");
+	ck_assert_int_eq(json_integer_value(json_object_get(d, "capacity")), DISK_SECTORS);
+	blk_dd->reset(disks);
+	ck_assert_int_eq(blk_dd->load(disks, saved, err, sizeof(err)), 0);
+	ck_assert(dev->active);
+	/* Another image size: refused. */
+	json_object_set_new(d, "capacity", json_integer(DISK_SECTORS + 8));
+	ck_assert_int_eq(blk_dd->load(disks, saved, err, sizeof(err)), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "sectors saved"));
+	blk_dd->resume(disks);
+	blk = NULL;	/* the registry owns it */
+	json_decref(saved);
+}
+END_TEST
+
 static Suite *blk_suite(void)
 {
 	Suite *s = suite_create("virtio-blk");
@@ -911,6 +1099,7 @@ static Suite *blk_suite(void)
 	TCase *req = tcase_create("requests");
 	TCase *dv = tcase_create("device");
 	TCase *opts = tcase_create("options");
+	TCase *reg = tcase_create("registry");
 	int nb = (int)(sizeof(backends) / sizeof(backends[0]));
 
 	tcase_add_checked_fixture(be, setup, teardown);
@@ -949,6 +1138,13 @@ static Suite *blk_suite(void)
 	tcase_add_test(opts, test_opts_errors);
 	tcase_add_test(opts, test_opts_null_and_create_errors);
 	suite_add_tcase(s, opts);
+
+	tcase_add_checked_fixture(reg, reg_setup, reg_teardown);
+	tcase_set_timeout(reg, 60);
+	tcase_add_test(reg, test_registry_realize_and_qmp);
+	tcase_add_test(reg, test_registry_errors_one_line);
+	tcase_add_test(reg, test_registry_save_load);
+	suite_add_tcase(s, reg);
 	return s;
 }
 

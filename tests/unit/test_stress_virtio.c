@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
-#include "devices/virtio/blk.h"
+#include "devices/virtio/blk/blk.h"
 #include "devices/virtio/console/console.h"
 #include "devices/virtio/rng/rng.h"
 #include "helpers/ck_run.h"

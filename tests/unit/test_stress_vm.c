@@ -16,7 +16,7 @@
 
 #include "base/log.h"
 #include "devices/device.h"
-#include "devices/virtio/blk.h"
+#include "devices/virtio/blk/blk.h"
 #include "helpers/ck_run.h"
 #include "helpers/mock_vq.h"
 #include "vmm/vm.h"

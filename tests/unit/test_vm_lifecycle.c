@@ -21,7 +21,7 @@
 #include "base/evloop.h"
 #include "devices/acpi/pm.h"
 #include "devices/device.h"
-#include "devices/virtio/blk.h"
+#include "devices/virtio/blk/blk.h"
 #include "vmm/acpi/acpi.h"
 #include "helpers/ck_run.h"
 #include "helpers/mock_vq.h"

@@ -9,7 +9,7 @@
  * holds one synchronous request, so a fixed pool of N caps the requests at
  * the disk at N whatever the guest's queue depth. Workers, once started,
  * stay until the backend is destroyed. */
-#include "devices/virtio/blk.h"
+#include "devices/virtio/blk/blk.h"
 
 #include <errno.h>
 #include <pthread.h>

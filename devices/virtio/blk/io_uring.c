@@ -1,6 +1,6 @@
 /* virtio-blk backend: io_uring (the default). Submissions are batched until
  * kick(); completions signal an eventfd registered with the ring. */
-#include "devices/virtio/blk.h"
+#include "devices/virtio/blk/blk.h"
 
 #include <errno.h>
 #include <liburing.h>

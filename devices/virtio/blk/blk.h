@@ -1,8 +1,14 @@
-/* virtio-blk (virtio 1.2 section 5.2), transport-independent.
+/* virtio-blk (virtio 1.2 section 5.2), one folder:
+ *   options.c   the --disk options table, struct blk_opts
+ *   request.c   request parsing (pure) and synchronous execution
+ *   device.c    the device: its queue served on a struct dev_worker, the
+ *               virtio ops, the registry descriptor
+ *   qmp.c       query-block, query-blockstats, x-query-disks
+ *   io_uring.c, aio.c, threads.c   the backends
  *
- * One request queue, served by a per-device I/O thread that owns an epoll on
- * the queue's kick eventfd, the backend's completion eventfd, and stop/pause
- * eventfds. Requests go to one of three backends (io_uring, libaio, a thread
+ * One request queue, served by a per-device worker thread (devices/worker.h)
+ * whose epoll holds the queue's kick eventfd and the backend's completion
+ * eventfd. Requests go to one of three backends (io_uring, libaio, a thread
  * pool) behind struct blk_backend_ops; several are in flight at once and
  * their completions are pushed in batches with at most one interrupt each.
  *
@@ -23,6 +29,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "devices/device.h"
 #include "devices/virtio/virtio.h"
 #include "devices/virtio/virtqueue.h"
 #include "base/guest_mem.h"
@@ -57,6 +64,7 @@
 
 #define VIRTIO_BLK_DWZ_F_UNMAP		1
 
+#define BLK_MAX_DISKS		8	/* --disk instances */
 #define BLK_SECTOR_SHIFT	9
 #define BLK_SECTOR_SIZE		512
 #define BLK_SERIAL_LEN		20	/* VIRTIO_BLK_ID_BYTES */
@@ -109,7 +117,7 @@ struct virtio_blk_config {
 /* --disk path=FILE[,readonly=on][,serial=ID][,aio=io_uring|native|threads]
  *        [,cache=none|writeback] */
 enum blk_aio { BLK_AIO_IO_URING, BLK_AIO_NATIVE, BLK_AIO_THREADS };
-enum blk_cache { BLK_CACHE_WRITEBACK, BLK_CACHE_NONE };
+enum blk_cache { BLK_CACHE_NONE, BLK_CACHE_WRITEBACK };
 
 struct blk_opts {
 	char path[PATH_MAX];
@@ -119,9 +127,16 @@ struct blk_opts {
 	enum blk_cache cache;
 };
 
-/* Parse one --disk option string. Commas inside a value are written ",,".
- * Returns 0, or -EINVAL with a one-line message in err. */
+/* The --disk options table (options.c), registered by the device. */
+struct dev_option_table;
+extern struct dev_option_table blk_option_table;
+
+/* Parse one --disk option string with that table. Returns 0, or -EINVAL
+ * with a one-line message in err. */
 int blk_parse_opts(const char *s, struct blk_opts *o, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+/* The table's parsed struct as a struct blk_opts. */
+int blk_opts_from_table(const void *parsed, struct blk_opts *o, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
 const char *blk_aio_name(enum blk_aio aio);
 
@@ -153,9 +168,14 @@ int blk_create(struct blk_dev **out, const struct blk_opts *opts, const struct g
 /* Stops the thread if running, closes everything. */
 void blk_destroy(struct blk_dev *blk);
 struct virtio_device *blk_virtio(struct blk_dev *blk);
+struct blk_dev *blk_of(struct virtio_device *dev);	/* blk_virtio()'s inverse */
 uint64_t blk_capacity(const struct blk_dev *blk);	/* sectors */
 bool blk_is_direct(const struct blk_dev *blk);	/* O_DIRECT in use */
 const struct blk_opts *blk_options(const struct blk_dev *blk);
+
+/* QMP (qmp.c): query-block, query-blockstats and x-query-disks, on the
+ * struct virtio_set of every --disk. */
+extern const struct device_qmp_command blk_qmp_commands[];
 
 /* I/O thread control. pause() returns once every in-flight request has
  * completed and the thread is parked; resume() lets it continue. Pauses are
@@ -229,6 +249,8 @@ int blk_parse_request(const struct blk_geom *g, struct vq_chain *c, struct blk_r
 	__attribute__((warn_unused_result));
 /* Write the status byte and give back the length for the used ring. */
 uint32_t blk_req_finish(struct blk_req *req);
+/* An errno saying the file system cannot do this (fallocate modes). */
+bool blk_errno_unsupported(int err);
 /* Do a parsed request synchronously on fd (preadv/pwritev/fdatasync/
  * fallocate). Returns 0 or -errno. Used by the thread pool and for fallbacks. */
 int blk_exec_sync(int fd, struct blk_req *req);

@@ -3,7 +3,7 @@
  * bounces guest buffers that aren't 512-byte aligned. Reads, writes and
  * flushes go through io_submit; discard and write-zeroes (no AIO opcode) run
  * synchronously and complete through the same eventfd. */
-#include "devices/virtio/blk.h"
+#include "devices/virtio/blk/blk.h"
 
 #include <errno.h>
 #include <libaio.h>
