@@ -381,11 +381,23 @@ static void host_reset(void *state)
 	pci_host_reset(state);
 }
 
+static struct json_t *host_save(void *state)
+{
+	return pci_host_save(state);
+}
+
+static int host_load(void *state, struct json_t *saved, char *err, size_t errlen)
+{
+	return pci_host_load(state, saved, err, errlen);
+}
+
 static struct device_desc pci_host_desc = {
 	.name = PCI_HOST_DEVICE_NAME,
 	.level = DEVICE_LEVEL_PCI,
 	.realize = host_realize,
 	.reset = host_reset,
+	.save = host_save,
+	.load = host_load,
 	.destroy = host_destroy,
 };
 DEVICE_REGISTER(pci_host_desc);

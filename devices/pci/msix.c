@@ -11,6 +11,8 @@
  * lock-free (pci_msix_notify); disarming waits for such deliveries in
  * flight, so masking is exact. */
 #include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -364,6 +366,82 @@ bool pci_msix_bar_write(struct pci_msix *m, unsigned bar, uint64_t off, const vo
 	sync_vectors(m, first, last);
 	pthread_mutex_unlock(&m->lock);
 	return true;
+}
+
+/* ---- Snapshots ---- */
+
+json_t *pci_msix_save(struct pci_msix *m)
+{
+	size_t tlen = table_size(m), plen = pba_size(m);
+	char *t = malloc(2 * tlen + 1), *p = malloc(2 * plen + 1);
+	uint8_t *pba = malloc(plen);
+	json_t *o = NULL;
+
+	if (t && p && pba) {
+		pthread_mutex_lock(&m->lock);
+		pci_hex_encode(m->table, tlen, t);
+		for (size_t i = 0; i < plen; i++)
+			pba[i] = (uint8_t)(m->pba[i / 8] >> (i % 8 * 8));
+		pthread_mutex_unlock(&m->lock);
+		pci_hex_encode(pba, plen, p);
+		o = json_pack("{s:i, s:s, s:s}", "vectors", (int)m->nvec, "table", t, "pba", p);
+	}
+	free(t);
+	free(p);
+	free(pba);
+	return o;
+}
+
+int pci_msix_load(struct pci_msix *m, json_t *saved, char *err, size_t errlen)
+{
+	size_t tlen = table_size(m), plen = pba_size(m);
+	json_t *t = json_object_get(saved, "table"), *p = json_object_get(saved, "pba");
+	json_t *n = json_object_get(saved, "vectors");
+	uint8_t *table = malloc(tlen), *pba = malloc(plen);
+	int ret = -EINVAL;
+
+	if (!table || !pba) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	if (!json_is_integer(n) || json_integer_value(n) != (json_int_t)m->nvec) {
+		snprintf(err, errlen, "msix: %u vectors here, the snapshot has another count", m->nvec);
+		goto out;
+	}
+	if (!json_is_string(t) || pci_hex_decode(json_string_value(t), table, tlen) ||
+	    !json_is_string(p) || pci_hex_decode(json_string_value(p), pba, plen)) {
+		snprintf(err, errlen, "msix: table or PBA is not %zu/%zu bytes of hex", tlen, plen);
+		goto out;
+	}
+	for (size_t i = 0; i < tlen; i++) {
+		if (table[i] & ~entry_wmask[i % PCI_MSIX_ENTRY_SIZE]) {
+			snprintf(err, errlen, "msix: vector %zu has reserved bits set",
+				 i / PCI_MSIX_ENTRY_SIZE);
+			goto out;
+		}
+	}
+	for (size_t v = m->nvec; v < plen * 8; v++) {
+		if (pba[v / 8] & (1u << (v % 8))) {
+			snprintf(err, errlen, "msix: pending bit %zu of %u vectors", v, m->nvec);
+			goto out;
+		}
+	}
+	pthread_mutex_lock(&m->lock);
+	memcpy(m->table, table, tlen);
+	memset(m->pba, 0, plen);
+	for (size_t i = 0; i < plen; i++)
+		m->pba[i / 8] |= (uint64_t)pba[i] << (i % 8 * 8);
+	for (unsigned v = 0; v < m->nvec; v++) {
+		disarm(m, v);
+		m->vecs[v].routed.valid = false;
+		m->vecs[v].stale = false;
+	}
+	pthread_mutex_unlock(&m->lock);
+	ret = 0;
+out:
+	free(table);
+	free(pba);
+	return ret;
 }
 
 /* ---- Device side ---- */

@@ -3,6 +3,8 @@
 #include "devices/pci/pci.h"
 
 #include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -756,4 +758,163 @@ bool pci_host_mmio_read(struct pci_host *h, uint64_t addr, void *data, unsigned 
 bool pci_host_mmio_write(struct pci_host *h, uint64_t addr, const void *data, unsigned len)
 {
 	return bus_write(h->mmio_bus, addr, data, len);
+}
+
+/* ---- Snapshots ---- */
+
+void pci_hex_encode(const uint8_t *p, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[p[i] >> 4];
+		out[2 * i + 1] = digits[p[i] & 15];
+	}
+	out[2 * n] = 0;
+}
+
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+int pci_hex_decode(const char *s, uint8_t *out, size_t n)
+{
+	if (strlen(s) != 2 * n)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		int hi = hex_digit(s[2 * i]), lo = hex_digit(s[2 * i + 1]);
+
+		if (hi < 0 || lo < 0)
+			return -EINVAL;
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return 0;
+}
+
+json_t *pci_device_save(struct pci_device *d)
+{
+	char hex[2 * PCI_CFG_SPACE_SIZE + 1];
+	json_t *o;
+
+	pci_hex_encode(d->cfg, sizeof(d->cfg), hex);
+	o = json_pack("{s:s, s:s}", "name", d->name ? d->name : "", "config", hex);
+	if (o && d->msix && json_object_set_new(o, "msix", pci_msix_save(d->msix))) {
+		json_decref(o);
+		o = NULL;
+	}
+	return o;
+}
+
+int pci_device_load(struct pci_device *d, json_t *saved, char *err, size_t errlen)
+{
+	json_t *c = json_object_get(saved, "config"), *mx = json_object_get(saved, "msix");
+	uint8_t cfg[PCI_CFG_SPACE_SIZE];
+	int ret;
+
+	if (!json_is_string(c) || pci_hex_decode(json_string_value(c), cfg, sizeof(cfg))) {
+		snprintf(err, errlen, "config: expected %u bytes of hex", PCI_CFG_SPACE_SIZE);
+		return -EINVAL;
+	}
+	/* Read-only bits are what the device is (IDs, class, BAR sizes,
+	 * capability layout): they must be this function's. */
+	for (unsigned o = 0; o < PCI_CFG_SPACE_SIZE; o++) {
+		uint8_t ro = (uint8_t)~(d->wmask[o] | d->w1cmask[o]);
+
+		if ((cfg[o] ^ d->cfg[o]) & ro) {
+			snprintf(err, errlen, "config byte 0x%02x is 0x%02x in the snapshot, 0x%02x "
+				 "here (another device)", o, cfg[o], d->cfg[o]);
+			return -EINVAL;
+		}
+	}
+	if (!!json_is_object(mx) != !!d->msix) {
+		snprintf(err, errlen, "MSI-X %s in the snapshot, %s here", mx ? "present" : "absent",
+			 d->msix ? "present" : "absent");
+		return -EINVAL;
+	}
+	if (d->msix && (ret = pci_msix_load(d->msix, mx, err, errlen)))
+		return ret;
+	memcpy(d->cfg, cfg, sizeof(cfg));
+	__atomic_store_n(&d->intx_disabled,
+			 (pci_cfg_get(d, PCI_COMMAND, 2) & PCI_COMMAND_INTX_DISABLE) ? 1 : 0,
+			 __ATOMIC_RELEASE);
+	if (d->host)
+		host_update_bars(d->host, d);
+	if (d->msix)
+		pci_msix_control_written(d->msix);
+	pci_intx_update(d);
+	return 0;
+}
+
+json_t *pci_host_save(struct pci_host *h)
+{
+	json_t *slots = json_object(), *o = NULL;
+	char key[8];
+
+	pthread_mutex_lock(&h->cfg_lock);
+	for (unsigned s = 0; slots && s < PCI_NR_SLOTS; s++) {
+		json_t *one;
+
+		if (!h->devs[s])
+			continue;
+		one = pci_device_save(h->devs[s]);
+		snprintf(key, sizeof(key), "%u", s);
+		if (!one || json_object_set_new(slots, key, one)) {
+			json_decref(slots);
+			slots = NULL;
+		}
+	}
+	if (slots)
+		o = json_pack("{s:I, s:i, s:o}", "config_address", (json_int_t)h->config_address,
+			      "rst_ctrl", h->rst_ctrl, "slots", slots);
+	pthread_mutex_unlock(&h->cfg_lock);
+	return o;
+}
+
+int pci_host_load(struct pci_host *h, json_t *saved, char *err, size_t errlen)
+{
+	json_t *ca = json_object_get(saved, "config_address"), *rc = json_object_get(saved, "rst_ctrl");
+	json_t *slots = json_object_get(saved, "slots");
+	char key[8], why[200];
+	int ret = 0;
+
+	if (!json_is_integer(ca) || json_integer_value(ca) < 0 ||
+	    json_integer_value(ca) > UINT32_MAX || (json_integer_value(ca) & ~(json_int_t)CF8_MASK) ||
+	    !json_is_integer(rc) || (json_integer_value(rc) & ~(json_int_t)CF9_MASK) ||
+	    json_integer_value(rc) < 0 || !json_is_object(slots)) {
+		snprintf(err, errlen, "config_address, rst_ctrl or slots missing or out of range");
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&h->cfg_lock);
+	/* The same functions in the same slots, before anything changes. */
+	for (unsigned s = 0; s < PCI_NR_SLOTS && !ret; s++) {
+		snprintf(key, sizeof(key), "%u", s);
+		if (!!h->devs[s] != !!json_is_object(json_object_get(slots, key))) {
+			snprintf(err, errlen, "slot %u is %s in the snapshot, %s here", s,
+				 h->devs[s] ? "empty" : "in use", h->devs[s] ? h->devs[s]->name : "empty");
+			ret = -EINVAL;
+		}
+	}
+	if (!ret && json_object_size(slots) > PCI_NR_SLOTS) {
+		snprintf(err, errlen, "slots: more than %u", PCI_NR_SLOTS);
+		ret = -EINVAL;
+	}
+	for (unsigned s = 0; s < PCI_NR_SLOTS && !ret; s++) {
+		if (!h->devs[s])
+			continue;
+		snprintf(key, sizeof(key), "%u", s);
+		ret = pci_device_load(h->devs[s], json_object_get(slots, key), why, sizeof(why));
+		if (ret)
+			snprintf(err, errlen, "slot %u (%s): %s", s, h->devs[s]->name, why);
+	}
+	if (!ret) {
+		h->config_address = (uint32_t)json_integer_value(ca);
+		h->rst_ctrl = (uint8_t)json_integer_value(rc);
+	}
+	pthread_mutex_unlock(&h->cfg_lock);
+	return ret;
 }

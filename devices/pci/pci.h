@@ -252,6 +252,24 @@ int pci_msix_vector_eventfd(struct pci_device *d, unsigned vec);
 typedef void (*pci_msix_mask_fn)(void *opaque, struct pci_device *d, unsigned vec, bool masked);
 void pci_msix_set_mask_notifier(struct pci_device *d, pci_msix_mask_fn fn, void *opaque);
 
+/* Snapshots (JSON; the VM paused, the host's cfg_lock held): a function's
+ * config space and MSI-X table and PBA. Load checks everything before it
+ * changes anything: every read-only config bit must match this function's
+ * (the same device, the same layout), the MSI-X sizes and reserved bits;
+ * then it takes the saved config, maps the BARs where it says, and brings
+ * the MSI-X vectors in line (routes committed, pending ones delivered).
+ * -EINVAL with a reason in err. */
+struct json_t;
+struct json_t *pci_device_save(struct pci_device *d);
+int pci_device_load(struct pci_device *d, struct json_t *saved, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+/* The host: the CF8 latch, the bridge and every registered function by
+ * slot (a slot saved but empty here, or the reverse, is refused). Takes
+ * cfg_lock itself. */
+struct json_t *pci_host_save(struct pci_host *h);
+int pci_host_load(struct pci_host *h, struct json_t *saved, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
 /* ---- The host bridge ---- */
 
 /* How interrupts leave the PCI model (the VM's irqchip, or a test sink).

@@ -55,6 +55,16 @@ bool pci_msix_bar_read(struct pci_msix *m, unsigned bar, uint64_t off, void *dat
 bool pci_msix_bar_write(struct pci_msix *m, unsigned bar, uint64_t off, const void *data,
 			unsigned len);
 
+/* Snapshots: table and PBA as hex; load validates, then replaces them and
+ * forgets every route (pci_msix_control_written after it syncs them). */
+struct json_t;
+struct json_t *pci_msix_save(struct pci_msix *m);
+int pci_msix_load(struct pci_msix *m, struct json_t *saved, char *err, size_t errlen);
+/* Lower-case hex of n bytes into out (2n + 1 chars); decode wants exactly
+ * 2n hex digits. */
+void pci_hex_encode(const uint8_t *p, size_t n, char *out);
+int pci_hex_decode(const char *s, uint8_t *out, size_t n);
+
 /* Recompute the INTx line after a level, INTX_DISABLE or MSI-X change. */
 void pci_intx_update(struct pci_device *d);
 

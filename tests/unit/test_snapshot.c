@@ -10,7 +10,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "base/guest_mem.h"
+#include "devices/pci/pci_internal.h"
 #include "helpers/ck_run.h"
 #include "vmm/config.h"
 #include "vmm/snapshot/disks.h"
@@ -619,6 +622,143 @@ START_TEST(test_memory_file_sparse_roundtrip)
 }
 END_TEST
 
+/* ---- PCI config space and MSI-X (devices/pci) ---- */
+
+static unsigned routes, fires;
+
+static void count_route(struct pci_host *h, struct pci_device *d, unsigned v, uint64_t a,
+			uint32_t data)
+{
+	(void)h; (void)d; (void)v; (void)a; (void)data;
+	routes++;
+}
+
+static void count_fire(struct pci_host *h, struct pci_device *d, unsigned v, uint64_t a,
+		       uint32_t data)
+{
+	(void)h; (void)d; (void)v; (void)a; (void)data;
+	fires++;
+}
+
+static const struct pci_irq_ops count_ops = { .msi_route = count_route, .msi_fire = count_fire };
+
+static uint8_t bar_seen;
+
+static void bar_rd(struct pci_device *d, unsigned bar, uint64_t off, void *data, unsigned len)
+{
+	(void)d; (void)bar; (void)off;
+	memset(data, 0x5a, len);
+	bar_seen = 1;
+}
+
+static const struct pci_device_ops dev_ops = { .bar_read = bar_rd };
+
+/* A stand-alone host with one device: a 16 KiB BAR0, MSI-X (4 vectors) in
+ * BAR1. */
+static void pci_machine(struct pci_host *h, struct pci_device *d, uint16_t device_id)
+{
+	struct pci_host_params p = {
+		.mmio32_base = 0xC0000000ULL, .mmio32_size = 0x10000000ULL, .irq = &count_ops,
+	};
+
+	ck_assert_int_eq(pci_host_init(h, &p), 0);
+	pci_device_init(d, "snapdev", &dev_ops, NULL, 0x1af4, device_id, 0xff0000, 1, 0, 0);
+	ck_assert_int_eq(pci_device_add_bar(d, 0, 16384, 0), 0);
+	ck_assert_int_eq(pci_device_add_bar(d, 1, 4096, 0), 0);
+	ck_assert_int_ge(pci_device_add_msix(d, 4, 1, 0, 1, 2048), 0);
+	ck_assert_int_eq(pci_register_device(h, d), 1);
+}
+
+static void cfgw(struct pci_host *h, unsigned off, unsigned len, uint32_t v)
+{
+	pci_host_config_write(h, 0, 1, 0, off, len, v);
+}
+
+START_TEST(test_pci_roundtrip)
+{
+	struct pci_host a, b;
+	struct pci_device da, db;
+	uint32_t entry[4] = { 0xFEE00000, 0, 0x4041, 0 }, v = 0;
+	uint8_t buf[4];
+	char err[256] = "";
+	json_t *saved;
+	int cap;
+
+	pci_machine(&a, &da, 0x1041);
+	/* The guest moves BAR0, enables memory decode and MSI-X, programs
+	 * vector 2 unmasked. */
+	cfgw(&a, PCI_BASE_ADDRESS_0, 4, 0xC8000000);
+	cfgw(&a, PCI_BASE_ADDRESS_0 + 4, 4, 0xC8100000);
+	cfgw(&a, PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+	cap = da.msix->cap;
+	cfgw(&a, (unsigned)cap + PCI_MSIX_FLAGS, 2, PCI_MSIX_FLAGS_ENABLE);
+	ck_assert(pci_host_mmio_write(&a, 0xC8100000 + 2 * 16, entry, 16));
+	ck_assert(pci_host_mmio_read(&a, 0xC8000010, buf, 4));
+	saved = pci_host_save(&a);
+	ck_assert_ptr_nonnull(saved);
+
+	/* A new machine from the same devices takes it. */
+	pci_machine(&b, &db, 0x1041);
+	routes = 0;
+	ck_assert_msg(pci_host_load(&b, saved, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(routes, 1);	/* vector 2's route, committed at load */
+	bar_seen = 0;
+	ck_assert(pci_host_mmio_read(&b, 0xC8000010, buf, 4));
+	ck_assert_uint_eq(bar_seen, 1);
+	ck_assert_uint_eq(buf[0], 0x5a);
+	ck_assert(pci_msix_enabled(&db));
+	ck_assert(pci_host_mmio_read(&b, 0xC8100000 + 2 * 16 + 8, &v, 4));
+	ck_assert_uint_eq(v, 0x4041);
+	ck_assert_uint_eq(pci_host_config_read(&b, 0, 1, 0, PCI_BASE_ADDRESS_0, 4), 0xC8000000);
+	/* The old BAR0 place decodes nothing. */
+	ck_assert(!pci_host_mmio_read(&b, 0xC0000000, buf, 4));
+	pci_unregister_device(&db);
+	pci_device_release(&db);
+	pci_host_destroy(&b);
+
+	/* Another device in the slot is refused, and nothing changes. */
+	pci_machine(&b, &db, 0x1042);
+	ck_assert_int_eq(pci_host_load(&b, saved, err, sizeof(err)), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "another device"));
+	ck_assert_uint_eq(pci_host_config_read(&b, 0, 1, 0, PCI_COMMAND, 2), 0);
+	/* Hostile: reserved MSI-X bits, a short config, an extra slot. */
+	{
+		json_t *bad = json_deep_copy(saved), *slot = json_object_get(json_object_get(bad, "slots"), "1");
+		json_t *mx = json_object_get(slot, "msix");
+		char *t = strdup(json_string_value(json_object_get(mx, "table")));
+
+		json_object_set_new(slot, "config", json_string("00"));
+		ck_assert_int_eq(pci_host_load(&b, bad, err, sizeof(err)), -EINVAL);
+		ck_assert_ptr_nonnull(strstr(err, "hex"));
+		json_decref(bad);
+		bad = json_deep_copy(saved);
+		slot = json_object_get(json_object_get(bad, "slots"), "1");
+		mx = json_object_get(slot, "msix");
+		t[2 * 13] = 'f';	/* vector 0 control, byte 1 */
+		json_object_set_new(mx, "table", json_string(t));
+		json_object_set_new(slot, "config", json_deep_copy(json_object_get(json_object_get(json_object_get(saved, "slots"), "1"), "config")));
+		pci_unregister_device(&db);
+		pci_device_release(&db);
+		pci_host_destroy(&b);
+		pci_machine(&b, &db, 0x1041);
+		ck_assert_int_eq(pci_host_load(&b, bad, err, sizeof(err)), -EINVAL);
+		ck_assert_ptr_nonnull(strstr(err, "reserved"));
+		json_object_set_new(json_object_get(bad, "slots"), "7", json_object());
+		ck_assert_int_eq(pci_host_load(&b, bad, err, sizeof(err)), -EINVAL);
+		ck_assert_ptr_nonnull(strstr(err, "slot 7"));
+		free(t);
+		json_decref(bad);
+	}
+	json_decref(saved);
+	pci_unregister_device(&db);
+	pci_device_release(&db);
+	pci_host_destroy(&b);
+	pci_unregister_device(&da);
+	pci_device_release(&da);
+	pci_host_destroy(&a);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("snapshot");
@@ -635,6 +775,7 @@ int main(void)
 	tcase_add_test(tc, test_missing_section);
 	tcase_add_test(tc, test_serialize_refuses_invalid);
 	tcase_add_test(tc, test_write_fuzz_corpus);
+	tcase_add_test(tc, test_pci_roundtrip);
 	suite_add_tcase(s, tc);
 	tcase_add_checked_fixture(td, disks_setup, disks_teardown);
 	tcase_add_test(td, test_disks_same_files);
