@@ -580,6 +580,13 @@ struct chardev *chardev_create(const struct vm_config *cfg, struct evloop *loop,
 			       chardev_input_fn on_input, chardev_quit_fn on_quit,
 			       void *opaque, int *err)
 {
+	return chardev_open(cfg->console, cfg->console_path, loop, on_input, on_quit, opaque, err);
+}
+
+struct chardev *chardev_open(enum console_kind kind, const char *path, struct evloop *loop,
+			     chardev_input_fn on_input, chardev_quit_fn on_quit, void *opaque,
+			     int *err)
+{
 	struct chardev *chr;
 	int ret;
 
@@ -588,7 +595,7 @@ struct chardev *chardev_create(const struct vm_config *cfg, struct evloop *loop,
 		ret = -ENOMEM;
 		goto err;
 	}
-	chr->kind = cfg->console;
+	chr->kind = kind;
 	chr->out_fd = -1;
 	chr->nb_fd = -1;
 	pthread_mutex_init(&chr->out_lock, NULL);
@@ -598,20 +605,20 @@ struct chardev *chardev_create(const struct vm_config *cfg, struct evloop *loop,
 	chr->on_quit = on_quit;
 	chr->opaque = opaque;
 
-	switch (cfg->console) {
+	switch (kind) {
 	case CONSOLE_NONE:
 		break;
 	case CONSOLE_FILE:
-		if (!cfg->console_path) {
+		if (!path) {
 			ret = -EINVAL;
 			goto err_free;
 		}
-		chr->out_fd = open(cfg->console_path,
+		chr->out_fd = open(path,
 				   O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOCTTY,
 				   0644);
 		if (chr->out_fd < 0) {
 			ret = -errno;
-			log_err("console: cannot open %s: %s", cfg->console_path, strerror(errno));
+			log_err("console: cannot open %s: %s", path, strerror(errno));
 			goto err_free;
 		}
 		chr->own_out_fd = true;

@@ -17,7 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct vm_config;
+#include "vmm/config.h"	/* enum console_kind */
+
 struct evloop;
 struct chardev;
 
@@ -29,9 +30,15 @@ struct chardev;
 typedef void (*chardev_input_fn)(void *opaque, const uint8_t *buf, size_t len);
 typedef void (*chardev_quit_fn)(void *opaque);
 
-/* Backend chosen by cfg->console / cfg->console_path. `loop` may be NULL
- * (output only). Only the first stdio chardev reads stdin; later ones are
- * output only. Returns NULL with *err set to a negative errno on failure. */
+/* A backend of `kind`; path names the output file for CONSOLE_FILE.
+ * `loop` may be NULL (output only). Only the first stdio chardev reads
+ * stdin; later ones are output only. Returns NULL with *err set to a
+ * negative errno on failure. */
+struct chardev *chardev_open(enum console_kind kind, const char *path, struct evloop *loop,
+			     chardev_input_fn on_input, chardev_quit_fn on_quit, void *opaque,
+			     int *err);
+/* The same, with the backend chosen by cfg->console / cfg->console_path
+ * (the COM1 console). */
 struct chardev *chardev_create(const struct vm_config *cfg, struct evloop *loop,
 			       chardev_input_fn on_input, chardev_quit_fn on_quit,
 			       void *opaque, int *err);

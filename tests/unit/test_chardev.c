@@ -129,6 +129,16 @@ START_TEST(test_nb_write_regular_file)
 	ck_assert_int_eq(pread(fd, buf, sizeof(buf), 0), 5);
 	ck_assert_mem_eq(buf, "world", 5);	/* O_TRUNC on each create */
 	ck_assert_uint_eq(chardev_write_nb(NULL, "x", 1), 1);
+	/* The same backend by kind and path, without a vm_config. */
+	chr = chardev_open(CONSOLE_FILE, path, NULL, NULL, NULL, NULL, &err);
+	ck_assert_ptr_nonnull(chr);
+	ck_assert_uint_eq(chardev_write_nb(chr, "again", 5), 5);
+	chardev_destroy(chr);
+	ck_assert_int_eq(pread(fd, buf, sizeof(buf), 0), 5);
+	ck_assert_mem_eq(buf, "again", 5);
+	err = 0;
+	ck_assert_ptr_null(chardev_open(CONSOLE_FILE, NULL, NULL, NULL, NULL, NULL, &err));
+	ck_assert_int_eq(err, -EINVAL);
 	close(fd);
 	unlink(path);
 	evloop_destroy(loop);
