@@ -183,6 +183,35 @@ t_panic() {
 	sleep 30
 }
 
+# Snapshot and restore (suite.py snapshot): a counter on the console and a
+# checksummed record appended to an ext2 file system per tick, each with
+# bytes from virtio-rng, and hvc0 used both ways, until the host writes
+# "stop" to hvc0. The same loop runs on in every process restored from the
+# snapshot; the host checks the counter, the records and the file system.
+t_snapshot() {
+	local d i=0 rng rec
+	d=$(blk_dev EMBER-SNAP) || { bad snap_disk "no disk with serial EMBER-SNAP"; done_; off; }
+	check snap_mkfs mke2fs -q -b 4096 /dev/$d
+	check snap_mount mount -t ext2 /dev/$d /mnt
+	(while read -r l; do echo "EMBER-HVC-IN $l"; [ "$l" = stop ] && touch /tmp/stop; done </dev/hvc0) &
+	echo "EMBER-READY snapshot"
+	while [ ! -e /tmp/stop ]; do
+		i=$((i + 1))
+		rng=$(dd if=/dev/hwrng bs=8 count=1 2>/dev/null | od -An -tx1 | tr -d ' \n')
+		rec="$i $rng"
+		echo "$rec $(echo "$rec" | sha256sum | cut -c1-16)" >>/mnt/records
+		sync
+		echo "EMBER-TICK $i rng=$rng"
+		echo "hvc-out $i" >/dev/hvc0
+		sleep 0.2
+	done
+	check records_count test "$(wc -l </mnt/records)" = "$i"
+	check snap_umount umount /mnt
+	echo "EMBER-INFO ticks=$i"
+	done_
+	off
+}
+
 # bench/linux-nested: O_DIRECT sequential I/O timed with /proc/uptime.
 up() { cut -d' ' -f1 /proc/uptime; }
 timed() { # label cmd...: prints EMBER-BENCH label seconds
@@ -236,6 +265,70 @@ t_churn() {
 	off
 }
 
+# ---- virtio-balloon (suite.py balloon, balloon_reporting) ----
+memkb() { awk -v k="$1:" '$1 == k { print $2 }' /proc/meminfo; }
+now() { cut -d. -f1 /proc/uptime; }
+# wait_mem FIELD OP KB SECS: until /proc/meminfo's FIELD OP KB (test(1) OP).
+wait_mem() {
+	local end=$(( $(now) + $4 ))
+	while [ "$(now)" -lt "$end" ]; do
+		[ "$(memkb "$1")" "$2" "$3" ] && return 0
+		sleep 0.5
+	done
+	echo "$1 $(memkb "$1") kB after $4 s, wanted $2 $3"
+	return 1
+}
+# The balloon's feature bit N as the driver negotiated it (sysfs: one char per bit).
+balloon_feature() {
+	local f
+	f=$(cat /sys/bus/virtio/drivers/virtio_balloon/virtio*/features 2>/dev/null | head -n1)
+	[ "$(echo "$f" | cut -c$(($1 + 1)))" = 1 ]
+}
+# Dirty 320 MiB and free it again: free in the guest, still held by the host
+# (the host may look at its RSS for $1 seconds before the free).
+balloon_dirty() {
+	mkdir -p /mnt/fill
+	mount -t tmpfs -o size=400m tmpfs /mnt/fill
+	check dirty_320m dd if=/dev/zero of=/mnt/fill/f bs=1M count=320
+	echo "EMBER-READY balloon-filled"
+	sleep "${1:-0}"
+	rm -f /mnt/fill/f
+	umount /mnt/fill
+}
+t_balloon() {
+	local total0 free0
+	check balloon_driver sh -c 'ls /sys/bus/virtio/drivers/virtio_balloon/ | grep -q virtio'
+	check balloon_stats_vq balloon_feature 1
+	if balloon_feature 5; then bad balloon_no_reporting "negotiated without free-page-reporting=on"; else ok balloon_no_reporting; fi
+	total0=$(memkb MemTotal)
+	free0=$(memkb MemFree)
+	echo "EMBER-INFO memtotal_kb=$total0"
+	echo "EMBER-INFO memfree_kb=$free0"
+	balloon_dirty
+	echo "EMBER-READY balloon-dirtied"
+	# The host asks for 256 MiB: the balloon takes about 256 MiB out of MemTotal.
+	check balloon_inflated wait_mem MemTotal -le $((total0 - 240 * 1024)) 900
+	echo "EMBER-INFO memtotal_inflated_kb=$(memkb MemTotal)"
+	echo "EMBER-INFO memfree_inflated_kb=$(memkb MemFree)"
+	check balloon_free_shrank test "$(memkb MemFree)" -le $((free0 - 200 * 1024))
+	echo "EMBER-READY balloon-inflated"
+	# Back to 512 MiB: all of it returns.
+	check balloon_deflated wait_mem MemTotal -ge $((total0 - 1024)) 900
+	echo "EMBER-INFO memtotal_deflated_kb=$(memkb MemTotal)"
+	check balloon_usable dd if=/dev/zero of=/dev/null bs=1M count=64
+	done_
+	off
+}
+t_balloon_reporting() {
+	check balloon_driver sh -c 'ls /sys/bus/virtio/drivers/virtio_balloon/ | grep -q virtio'
+	check balloon_reporting_negotiated balloon_feature 5
+	balloon_dirty 5
+	# Linux reports free 2 MiB blocks about 2 s after they are freed.
+	done_
+	echo "EMBER-READY balloon-dirtied"
+	while true; do sleep 1; done
+}
+
 case $T in
 churn) t_churn ;;
 bench) t_bench ;;
@@ -246,6 +339,9 @@ reboot) t_reboot ;;
 powerdown) t_powerdown ;;
 ticker) t_ticker ;;
 panic) t_panic ;;
+snapshot) t_snapshot ;;
+balloon) t_balloon ;;
+balloon_reporting) t_balloon_reporting ;;
 *) echo "EMBER-CHECK known_test FAIL no test named '$T'"; NFAIL=1; done_; off ;;
 esac
 off
