@@ -4,7 +4,9 @@
 #include "devices/acpi/pm.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,12 +198,54 @@ static void pm_destroy(void *state)
 	free(pm);
 }
 
+/* Snapshots: PM1 status, enable and control; the SCI follows them. */
+static json_t *pm_save(void *state)
+{
+	struct acpi_pm *pm = state;
+	json_t *o;
+
+	pthread_mutex_lock(&pm->lock);
+	o = json_pack("{s:i, s:i, s:i}", "sts", pm->reg[REG_STS], "en", pm->reg[REG_EN], "cnt",
+		      pm->reg[REG_CNT]);
+	pthread_mutex_unlock(&pm->lock);
+	return o;
+}
+
+static int pm_load(void *state, json_t *saved, char *err, size_t errlen)
+{
+	static const char *const keys[PM_NR_REG16] = { "sts", "en", "cnt" };
+	struct acpi_pm *pm = state;
+	uint16_t reg[PM_NR_REG16];
+
+	for (unsigned r = 0; r < PM_NR_REG16; r++) {
+		json_t *v = json_object_get(saved, keys[r]);
+
+		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+		    json_integer_value(v) > UINT16_MAX) {
+			snprintf(err, errlen, "%s: expected a 16-bit register value", keys[r]);
+			return -EINVAL;
+		}
+		reg[r] = (uint16_t)json_integer_value(v);
+	}
+	if (reg[REG_CNT] & PM1_CNT_SLP_EN) {
+		snprintf(err, errlen, "cnt: SLP_EN is never stored");
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&pm->lock);
+	memcpy(pm->reg, reg, sizeof(reg));
+	pm_update_sci(pm);
+	pthread_mutex_unlock(&pm->lock);
+	return 0;
+}
+
 static struct device_desc acpi_pm_desc = {
 	.name = ACPI_PM_DEVICE_NAME,
 	.level = DEVICE_LEVEL_LEGACY,
 	.realize = pm_realize,
 	.reset = pm_reset,
 	.power_button = pm_power_button,
+	.save = pm_save,
+	.load = pm_load,
 	.destroy = pm_destroy,
 };
 DEVICE_REGISTER(acpi_pm_desc);

@@ -1,7 +1,9 @@
 #include "devices/legacy/i8042.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -271,11 +273,68 @@ static void i8042_destroy(void *state)
 	free(d);
 }
 
+/* Snapshots: the command byte, a command awaiting its data byte and the
+ * output buffer (oldest first). */
+static json_t *i8042_save(void *state)
+{
+	struct i8042_dev *d = state;
+	json_t *out = json_array(), *o;
+
+	pthread_mutex_lock(&d->lock);
+	for (unsigned i = 0; out && i < d->k.out_count; i++)
+		json_array_append_new(out, json_integer(d->k.out[(d->k.out_head + i) %
+								  I8042_OUT_SIZE]));
+	o = json_pack("{s:i, s:b, s:i, s:o, s:i}", "ctr", d->k.ctr, "last_was_cmd",
+		      d->k.last_was_cmd, "pending", d->k.pending, "out", out, "last_out",
+		      d->k.last_out);
+	pthread_mutex_unlock(&d->lock);
+	return o;
+}
+
+static bool byte_value(json_t *v)
+{
+	return json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= 255;
+}
+
+static int i8042_load(void *state, json_t *saved, char *err, size_t errlen)
+{
+	struct i8042_dev *d = state;
+	json_t *out = json_object_get(saved, "out"), *cmd = json_object_get(saved, "last_was_cmd");
+	json_t *ctr = json_object_get(saved, "ctr"), *pending = json_object_get(saved, "pending");
+	json_t *last = json_object_get(saved, "last_out");
+
+	if (!byte_value(ctr) || !byte_value(pending) || !byte_value(last) ||
+	    !json_is_boolean(cmd) || !json_is_array(out) || json_array_size(out) > I8042_OUT_SIZE) {
+		snprintf(err, errlen, "ctr, pending, last_out, last_was_cmd or out missing or out of "
+			 "range");
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < json_array_size(out); i++) {
+		if (!byte_value(json_array_get(out, i))) {
+			snprintf(err, errlen, "out[%zu]: expected a byte", i);
+			return -EINVAL;
+		}
+	}
+	pthread_mutex_lock(&d->lock);
+	d->k.ctr = (uint8_t)json_integer_value(ctr);
+	d->k.pending = (uint8_t)json_integer_value(pending);
+	d->k.last_out = (uint8_t)json_integer_value(last);
+	d->k.last_was_cmd = json_is_true(cmd);
+	d->k.out_head = 0;
+	d->k.out_count = (unsigned)json_array_size(out);
+	for (unsigned i = 0; i < d->k.out_count; i++)
+		d->k.out[i] = (uint8_t)json_integer_value(json_array_get(out, i));
+	pthread_mutex_unlock(&d->lock);
+	return 0;
+}
+
 static struct device_desc i8042_desc = {
 	.name = "i8042",
 	.level = DEVICE_LEVEL_LEGACY,
 	.realize = i8042_realize,
 	.reset = i8042_dev_reset,
+	.save = i8042_save,
+	.load = i8042_load,
 	.destroy = i8042_destroy,
 };
 DEVICE_REGISTER(i8042_desc);

@@ -1,7 +1,10 @@
 #include "devices/legacy/rtc.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <jansson.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -385,11 +388,95 @@ static void rtc_destroy(void *state)
 	free(d);
 }
 
+/* Snapshots: the index latch, CMOS RAM, the guest's clock offset and a
+ * clock latched by register B SET. The clock runs on from the host's. */
+#define RTC_MAX_OFFSET	(200LL * 366 * 86400)
+
+static json_t *rtc_save(void *state)
+{
+	struct rtc_dev *d = state;
+	char ram[2 * RTC_CMOS_SIZE + 1];
+	json_t *o;
+
+	pthread_mutex_lock(&d->lock);
+	for (unsigned i = 0; i < RTC_CMOS_SIZE; i++)
+		snprintf(ram + 2 * i, 3, "%02x", d->c.ram[i]);
+	o = json_pack("{s:i, s:b, s:s, s:I, s:b, s:[i,i,i,i,i,i,i]}", "index", d->c.index,
+		      "nmi_masked", d->c.nmi_masked, "ram", ram, "offset", (json_int_t)d->c.offset,
+		      "setting", d->c.setting, "set_tm", d->c.set_tm.tm_sec, d->c.set_tm.tm_min,
+		      d->c.set_tm.tm_hour, d->c.set_tm.tm_mday, d->c.set_tm.tm_mon,
+		      d->c.set_tm.tm_year, d->c.set_tm.tm_wday);
+	pthread_mutex_unlock(&d->lock);
+	return o;
+}
+
+static int rtc_load(void *state, json_t *saved, char *err, size_t errlen)
+{
+	static const int tm_max[7] = { 60, 59, 23, 31, 11, 8099, 6 };
+	struct rtc_dev *d = state;
+	json_t *idx = json_object_get(saved, "index"), *nmi = json_object_get(saved, "nmi_masked");
+	json_t *ram = json_object_get(saved, "ram"), *off = json_object_get(saved, "offset");
+	json_t *setting = json_object_get(saved, "setting"), *tmv = json_object_get(saved, "set_tm");
+	uint8_t bytes[RTC_CMOS_SIZE];
+	int tm[7];
+	const char *hex;
+
+	if (!json_is_integer(idx) || json_integer_value(idx) < 0 ||
+	    json_integer_value(idx) >= RTC_CMOS_SIZE || !json_is_boolean(nmi) ||
+	    !json_is_string(ram) || json_string_length(ram) != 2 * RTC_CMOS_SIZE ||
+	    !json_is_integer(off) || json_integer_value(off) < -RTC_MAX_OFFSET ||
+	    json_integer_value(off) > RTC_MAX_OFFSET || !json_is_boolean(setting) ||
+	    !json_is_array(tmv) || json_array_size(tmv) != 7) {
+		snprintf(err, errlen, "index, nmi_masked, ram, offset, setting or set_tm missing or "
+			 "out of range");
+		return -EINVAL;
+	}
+	hex = json_string_value(ram);
+	for (unsigned i = 0; i < RTC_CMOS_SIZE; i++) {
+		unsigned v;
+
+		if (!isxdigit((unsigned char)hex[2 * i]) || !isxdigit((unsigned char)hex[2 * i + 1]) ||
+		    sscanf(hex + 2 * i, "%2x", &v) != 1) {
+			snprintf(err, errlen, "ram: not %u bytes of hex", RTC_CMOS_SIZE);
+			return -EINVAL;
+		}
+		bytes[i] = (uint8_t)v;
+	}
+	for (unsigned i = 0; i < 7; i++) {
+		json_t *v = json_array_get(tmv, i);
+
+		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+		    json_integer_value(v) > tm_max[i]) {
+			snprintf(err, errlen, "set_tm[%u]: out of range", i);
+			return -EINVAL;
+		}
+		tm[i] = (int)json_integer_value(v);
+	}
+	pthread_mutex_lock(&d->lock);
+	d->c.index = (uint8_t)json_integer_value(idx);
+	d->c.nmi_masked = json_is_true(nmi);
+	memcpy(d->c.ram, bytes, sizeof(bytes));
+	d->c.offset = json_integer_value(off);
+	d->c.setting = json_is_true(setting);
+	memset(&d->c.set_tm, 0, sizeof(d->c.set_tm));
+	d->c.set_tm.tm_sec = tm[0];
+	d->c.set_tm.tm_min = tm[1];
+	d->c.set_tm.tm_hour = tm[2];
+	d->c.set_tm.tm_mday = tm[3];
+	d->c.set_tm.tm_mon = tm[4];
+	d->c.set_tm.tm_year = tm[5];
+	d->c.set_tm.tm_wday = tm[6];
+	pthread_mutex_unlock(&d->lock);
+	return 0;
+}
+
 static struct device_desc rtc_desc = {
 	.name = "rtc",
 	.level = DEVICE_LEVEL_LEGACY,
 	.realize = rtc_realize,
 	.reset = rtc_reset,
+	.save = rtc_save,
+	.load = rtc_load,
 	.destroy = rtc_destroy,
 };
 DEVICE_REGISTER(rtc_desc);

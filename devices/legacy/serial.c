@@ -5,7 +5,9 @@
  * never dropped. When this buffer is nearly full, stdin is taken off the
  * event loop until the guest has read half of it. */
 #include <errno.h>
+#include <jansson.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -241,11 +243,93 @@ static void serial_destroy(void *state)
 	free(s);
 }
 
+/* Snapshots: the UART and a byte the old backend had no room for (sent
+ * to this one). Host input not yet in the FIFO stays with the old process. */
+static json_t *serial_save(void *state)
+{
+	struct serial *s = state;
+	struct uart16550_state u;
+	json_t *rx = json_array();
+	int held;
+
+	pthread_mutex_lock(&s->lock);
+	uart16550_save(&s->uart, &u);
+	held = s->tx_held ? s->tx_byte : -1;
+	pthread_mutex_unlock(&s->lock);
+	for (unsigned i = 0; rx && i < u.rx_count; i++)
+		json_array_append_new(rx, json_integer(u.rx[i]));
+	return json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:b, s:o, s:i}",
+			 "ier", u.ier, "fcr", u.fcr, "lcr", u.lcr, "mcr", u.mcr, "msr", u.msr,
+			 "scr", u.scr, "dll", u.dll, "dlm", u.dlm, "lsr_err", u.lsr_err, "rbr", u.rbr,
+			 "thr_ipending", u.thr_ipending, "rx", rx,
+			 "tx_held", held);
+}
+
+static int get_u8(json_t *o, const char *key, uint8_t *out, char *err, size_t errlen)
+{
+	json_t *v = json_object_get(o, key);
+
+	if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 255) {
+		snprintf(err, errlen, "%s: expected an integer from 0 to 255", key);
+		return -EINVAL;
+	}
+	*out = (uint8_t)json_integer_value(v);
+	return 0;
+}
+
+static int serial_load(void *state, json_t *saved, char *err, size_t errlen)
+{
+	static const char *const keys[] = { "ier", "fcr", "lcr", "mcr", "msr", "scr", "dll",
+					    "dlm", "lsr_err", "rbr" };
+	struct serial *s = state;
+	struct uart16550_state u = { 0 };
+	uint8_t *regs[] = { &u.ier, &u.fcr, &u.lcr, &u.mcr, &u.msr, &u.scr, &u.dll, &u.dlm,
+			    &u.lsr_err, &u.rbr };
+	json_t *rx = json_object_get(saved, "rx"), *th = json_object_get(saved, "thr_ipending");
+	json_t *held = json_object_get(saved, "tx_held");
+	int ret;
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if ((ret = get_u8(saved, keys[i], regs[i], err, errlen)))
+			return ret;
+	if (!json_is_boolean(th) || !json_is_array(rx) || json_array_size(rx) > UART_FIFO_SIZE ||
+	    !json_is_integer(held) || json_integer_value(held) < -1 ||
+	    json_integer_value(held) > 255) {
+		snprintf(err, errlen, "thr_ipending, rx or tx_held missing or out of range");
+		return -EINVAL;
+	}
+	u.thr_ipending = json_is_true(th);
+	u.rx_count = (unsigned)json_array_size(rx);
+	for (unsigned i = 0; i < u.rx_count; i++) {
+		json_t *b = json_array_get(rx, i);
+
+		if (!json_is_integer(b) || json_integer_value(b) < 0 || json_integer_value(b) > 255) {
+			snprintf(err, errlen, "rx[%u]: expected a byte", i);
+			return -EINVAL;
+		}
+		u.rx[i] = (uint8_t)json_integer_value(b);
+	}
+	pthread_mutex_lock(&s->lock);
+	ret = uart16550_load(&s->uart, &u);
+	if (!ret && json_integer_value(held) >= 0) {
+		uint8_t byte = (uint8_t)json_integer_value(held);
+
+		if (chardev_write_nb(s->chr, &byte, 1) != 1)
+			log_warn("serial: one byte of output from before the snapshot dropped");
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (ret)
+		snprintf(err, errlen, "UART registers hold values a 16550A cannot");
+	return ret;
+}
+
 static struct device_desc serial_desc = {
 	.name = "serial",
 	.level = DEVICE_LEVEL_LEGACY,
 	.realize = serial_realize,
 	.reset = serial_reset,
+	.save = serial_save,
+	.load = serial_load,
 	.destroy = serial_destroy,
 };
 DEVICE_REGISTER(serial_desc);

@@ -1,5 +1,6 @@
 #include "devices/legacy/uart_16550.h"
 
+#include <errno.h>
 #include <string.h>
 
 static bool fifo_enabled(const struct uart16550 *u)
@@ -292,6 +293,50 @@ size_t uart16550_receive(struct uart16550 *u, const uint8_t *buf, size_t len)
 	if (n)
 		update_irq(u);
 	return n;
+}
+
+void uart16550_save(const struct uart16550 *u, struct uart16550_state *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->ier = u->ier;
+	s->fcr = u->fcr;
+	s->lcr = u->lcr;
+	s->mcr = u->mcr;
+	s->msr = u->msr;
+	s->scr = u->scr;
+	s->dll = u->dll;
+	s->dlm = u->dlm;
+	s->lsr_err = u->lsr_err;
+	s->rbr = u->rbr;
+	s->thr_ipending = u->thr_ipending;
+	s->rx_count = u->rx_count;
+	for (unsigned i = 0; i < u->rx_count; i++)
+		s->rx[i] = u->rx[(u->rx_head + i) % UART_FIFO_SIZE];
+}
+
+int uart16550_load(struct uart16550 *u, const struct uart16550_state *s)
+{
+	if ((s->ier & ~0x0f) || (s->fcr & ~0xc9) || (s->mcr & ~0x1f) ||
+	    (s->lsr_err & ~UART_LSR_ERRS) ||
+	    s->rx_count > ((s->fcr & UART_FCR_ENABLE) ? UART_FIFO_SIZE : 1) ||
+	    (s->thr_ipending && !(s->ier & UART_IER_THRI)))
+		return -EINVAL;
+	u->ier = s->ier;
+	u->fcr = s->fcr;
+	u->lcr = s->lcr;
+	u->mcr = s->mcr;
+	u->msr = s->msr;
+	u->scr = s->scr;
+	u->dll = s->dll;
+	u->dlm = s->dlm;
+	u->lsr_err = s->lsr_err;
+	u->rbr = s->rbr;
+	u->thr_ipending = s->thr_ipending;
+	u->rx_head = 0;
+	u->rx_count = s->rx_count;
+	memcpy(u->rx, s->rx, sizeof(u->rx));
+	update_irq(u);
+	return 0;
 }
 
 void uart16550_receive_byte(struct uart16550 *u, uint8_t byte)

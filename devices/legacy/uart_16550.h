@@ -120,4 +120,17 @@ void uart16550_receive_byte(struct uart16550 *u, uint8_t byte);
 /* The IIR value without side effects (for tests and debugging). */
 uint8_t uart16550_iir(const struct uart16550 *u);
 
+/* Snapshots: the registers and the receive FIFO (oldest byte first). Load
+ * refuses values the registers cannot hold (-EINVAL), then drives the
+ * interrupt line to match. tx_busy is the owner's (its backend's) to set. */
+struct uart16550_state {
+	uint8_t ier, fcr, lcr, mcr, msr, scr, dll, dlm, lsr_err, rbr;
+	bool thr_ipending;
+	uint8_t rx[UART_FIFO_SIZE];
+	unsigned rx_count;
+};
+
+void uart16550_save(const struct uart16550 *u, struct uart16550_state *s);
+int uart16550_load(struct uart16550 *u, const struct uart16550_state *s);
+
 #endif

@@ -13,6 +13,9 @@
 #include <jansson.h>
 
 #include "base/guest_mem.h"
+#include "base/bus.h"
+#include "devices/device.h"
+#include "devices/legacy/uart_16550.h"
 #include "devices/pci/pci_internal.h"
 #include "helpers/ck_run.h"
 #include "vmm/config.h"
@@ -759,6 +762,132 @@ START_TEST(test_pci_roundtrip)
 }
 END_TEST
 
+/* ---- Legacy devices ---- */
+
+static unsigned irq_level_seen;
+
+static void note_irq(void *opaque, bool level)
+{
+	(void)opaque;
+	irq_level_seen = level;
+}
+
+START_TEST(test_uart_roundtrip)
+{
+	struct uart16550 a, b;
+	struct uart16550_state st;
+	const uint8_t in[3] = { 'a', 'b', 'c' };
+
+	uart16550_init(&a, NULL, note_irq, NULL);
+	uart16550_write(&a, UART_FCR, UART_FCR_ENABLE);
+	uart16550_write(&a, UART_MCR, UART_MCR_OUT2 | UART_MCR_DTR);
+	uart16550_write(&a, UART_IER, UART_IER_THRI | UART_IER_RDI);
+	ck_assert_uint_eq(uart16550_receive(&a, in, 3), 3);
+	(void)uart16550_read(&a, UART_RBR);	/* 'a' */
+	uart16550_save(&a, &st);
+	ck_assert_uint_eq(st.rx_count, 2);
+
+	irq_level_seen = 0;
+	uart16550_init(&b, NULL, note_irq, NULL);
+	ck_assert_int_eq(uart16550_load(&b, &st), 0);
+	ck_assert_uint_eq(irq_level_seen, 1);	/* data ready, OUT2 on: the line is up */
+	ck_assert_uint_eq(uart16550_iir(&b) & 0x0f, UART_IIR_RDI);
+	ck_assert_uint_eq(uart16550_read(&b, UART_RBR), 'b');
+	ck_assert_uint_eq(uart16550_read(&b, UART_RBR), 'c');
+	ck_assert_uint_eq(uart16550_read(&b, UART_IER), UART_IER_THRI | UART_IER_RDI);
+	/* THRE still owed to the guest. */
+	ck_assert_uint_eq(uart16550_iir(&b) & 0x0f, UART_IIR_THRI);
+
+	st.rx_count = 17;
+	ck_assert_int_eq(uart16550_load(&b, &st), -EINVAL);
+	st.rx_count = 0;
+	st.ier = 0x80;
+	ck_assert_int_eq(uart16550_load(&b, &st), -EINVAL);
+}
+END_TEST
+
+/* Realize a registered device on a context with a PIO bus and RAM. */
+static void *realize_named(const char *name, struct device_ctx *ctx)
+{
+	const struct device_desc *d = device_find(name);
+	void *state = NULL;
+
+	ck_assert_ptr_nonnull(d);
+	ck_assert_int_eq(d->realize(d, ctx, &state), 0);
+	return state;
+}
+
+START_TEST(test_rtc_i8042_roundtrip)
+{
+	static const char *const names[] = { "rtc", "i8042" };
+	struct vm_config cfg;
+	struct guest_mem gm = { 0 };
+	struct bus pio_a, pio_b;
+	struct device_ctx ca, cb;
+	uint8_t *ram = calloc(1, 1 << 20), v;
+	char err[256] = "";
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.cpus = 1;
+	ck_assert_int_eq(gm_add_region(&gm, 0, 1 << 20, ram), 0);
+	ck_assert_int_eq(bus_init(&pio_a, "pio-a"), 0);
+	ck_assert_int_eq(bus_init(&pio_b, "pio-b"), 0);
+	ca = (struct device_ctx){ .cfg = &cfg, .mem = &gm, .pio_bus = &pio_a };
+	cb = (struct device_ctx){ .cfg = &cfg, .mem = &gm, .pio_bus = &pio_b };
+	for (size_t n = 0; n < 2; n++) {
+		const struct device_desc *d = device_find(names[n]);
+		void *a = realize_named(names[n], &ca), *b = realize_named(names[n], &cb);
+		json_t *saved, *bad;
+
+		if (n == 0) {	/* CMOS byte 0x40 = 0x77, index left at 0x41 */
+			bus_write(&pio_a, 0x70, &(uint8_t){ 0x40 }, 1);
+			bus_write(&pio_a, 0x71, &(uint8_t){ 0x77 }, 1);
+			bus_write(&pio_a, 0x70, &(uint8_t){ 0x41 }, 1);
+		} else {	/* a command byte, and a reply waiting */
+			bus_write(&pio_a, 0x64, &(uint8_t){ 0x60 }, 1);
+			bus_write(&pio_a, 0x60, &(uint8_t){ 0x45 }, 1);
+			bus_write(&pio_a, 0x64, &(uint8_t){ 0x20 }, 1);
+		}
+		saved = d->save(a);
+		ck_assert_ptr_nonnull(saved);
+		ck_assert_msg(d->load(b, saved, err, sizeof(err)) == 0, "%s: %s", names[n], err);
+		if (n == 0) {
+			bus_write(&pio_b, 0x70, &(uint8_t){ 0x40 }, 1);
+			bus_read(&pio_b, 0x71, &v, 1);
+			ck_assert_uint_eq(v, 0x77);
+		} else {
+			bus_read(&pio_b, 0x60, &v, 1);
+			ck_assert_uint_eq(v, 0x45);
+		}
+		/* Every field is checked: drop each one in turn. */
+		bad = json_deep_copy(saved);
+		{
+			const char *key;
+			json_t *val;
+			void *tmp;
+
+			json_object_foreach_safe(saved, tmp, key, val) {
+				json_t *one = json_deep_copy(saved);
+
+				json_object_del(one, key);
+				ck_assert_msg(d->load(b, one, err, sizeof(err)) == -EINVAL,
+					      "%s without %s loaded", names[n], key);
+				json_object_set_new(one, key, json_string("x"));
+				ck_assert_int_eq(d->load(b, one, err, sizeof(err)), -EINVAL);
+				json_decref(one);
+			}
+		}
+		json_decref(bad);
+		json_decref(saved);
+		d->destroy(a);
+		d->destroy(b);
+	}
+	bus_destroy(&pio_a);
+	bus_destroy(&pio_b);
+	free(ram);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("snapshot");
@@ -776,6 +905,8 @@ int main(void)
 	tcase_add_test(tc, test_serialize_refuses_invalid);
 	tcase_add_test(tc, test_write_fuzz_corpus);
 	tcase_add_test(tc, test_pci_roundtrip);
+	tcase_add_test(tc, test_uart_roundtrip);
+	tcase_add_test(tc, test_rtc_i8042_roundtrip);
 	suite_add_tcase(s, tc);
 	tcase_add_checked_fixture(td, disks_setup, disks_teardown);
 	tcase_add_test(td, test_disks_same_files);
