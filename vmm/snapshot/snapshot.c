@@ -847,6 +847,16 @@ static int restore_machine(struct vm *vm, struct snapshot_restore *r, char *err,
 	ret = check_msrs(vm, s, err, errlen);
 	if (ret)
 		return ret;
+	/* vCPUs first: whatever the irqchip or a device delivers while they
+	 * load (an IOAPIC line still pending, a UART with data ready) lands in
+	 * the restored LAPICs instead of being overwritten by them. */
+	job.xsave_size = kvm_xsave_size(vm->kvm);
+	job.has_xcrs = kvm_check_extension(vm->kvm, KVM_CAP_XCRS) > 0;
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		ret = vcpu_call(vm->vcpus[i], restore_vcpu, &job);
+		if (ret)
+			return errf(err, errlen, ret, "%s", job.err[0] ? job.err : strerror(-ret));
+	}
 	if ((ret = kvm_set_irqchip(vm->kvm, &s->pic_master)) ||
 	    (ret = kvm_set_irqchip(vm->kvm, &s->pic_slave)) ||
 	    (ret = kvm_set_irqchip(vm->kvm, &s->ioapic)))
@@ -865,13 +875,6 @@ static int restore_machine(struct vm *vm, struct snapshot_restore *r, char *err,
 		json_decref(devices);
 		if (ret)
 			return errf(err, errlen, ret, "snapshot: device %s", why);
-	}
-	job.xsave_size = kvm_xsave_size(vm->kvm);
-	job.has_xcrs = kvm_check_extension(vm->kvm, KVM_CAP_XCRS) > 0;
-	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
-		ret = vcpu_call(vm->vcpus[i], restore_vcpu, &job);
-		if (ret)
-			return errf(err, errlen, ret, "%s", job.err[0] ? job.err : strerror(-ret));
 	}
 	/* Guest time resumes where it stopped: no jump for the time away. */
 	if ((ret = kvm_set_clock(vm->kvm, &clock)))
