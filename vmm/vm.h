@@ -18,7 +18,6 @@ struct kvm_vm;
 struct vcpu;
 struct evloop;
 struct qmp_server;
-struct qmp_block_info;
 struct snapshot_restore;
 struct json_t;
 
@@ -101,8 +100,6 @@ struct vm {
 	bool qmp_stopped;	/* QMP stop holds one pause until cont */
 	/* --restore: the snapshot vm_run restores instead of booting. */
 	struct snapshot_restore *restore;
-	/* query-block: the disk device fills entry `index` (-ENOENT past the end). */
-	int (*block_info)(struct vm *vm, unsigned index, struct qmp_block_info *out);
 };
 
 int vm_create(struct vm *vm, const struct vm_config *cfg)

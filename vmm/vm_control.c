@@ -140,6 +140,25 @@ static void add_bus_counts(const struct bus_range *r, void *arg)
 	json_object_set_new(devs, r->name, json_integer(n));
 }
 
+/* x-query-exits "disks": each disk's counters, as the block device
+ * reports them (its x-query-disks command); [] without one. */
+static json_t *exit_stats_disks(struct vm *vm)
+{
+	json_t *args = json_object(), *disks = NULL;
+	const struct device_qmp_command *cmd;
+	char err[256] = "";
+	void *state;
+
+	cmd = vm_device_qmp_find(vm, "x-query-disks", &state);
+	if (cmd && cmd->fn(state, args, &disks, err, sizeof(err)) == 0 && json_is_array(disks)) {
+		json_decref(args);
+		return disks;
+	}
+	json_decref(disks);
+	json_decref(args);
+	return json_array();
+}
+
 static json_t *backend_exit_stats(void *opaque)
 {
 	static const struct {
@@ -178,20 +197,13 @@ static json_t *backend_exit_stats(void *opaque)
 	bus_for_each(&vm->mmio_bus, add_bus_counts, devs);
 	json_object_set_new(devs, "unhandled-pio", json_integer(bus_unhandled(&vm->pio_bus)));
 	json_object_set_new(devs, "unhandled-mmio", json_integer(bus_unhandled(&vm->mmio_bus)));
-	return json_pack("{s:I, s:o, s:o, s:o}", "total", (json_int_t)total, "reasons", reasons,
-			 "devices", devs, "cpus", cpus);
+	return json_pack("{s:I, s:o, s:o, s:o, s:o}", "total", (json_int_t)total, "reasons", reasons,
+			 "devices", devs, "cpus", cpus, "disks", exit_stats_disks(vm));
 }
 
 static uint64_t backend_memory_size(void *opaque)
 {
 	return ((struct vm *)opaque)->mem.ram_size;
-}
-
-static int backend_block_info(void *opaque, unsigned index, struct qmp_block_info *out)
-{
-	struct vm *vm = opaque;
-
-	return vm->block_info ? vm->block_info(vm, index, out) : -ENOENT;
 }
 
 /* A negative return from a device becomes a GenericError with its reason;
@@ -235,7 +247,6 @@ static const struct qmp_backend_ops vm_qmp_ops = {
 	.reset = backend_reset,
 	.quit = backend_quit,
 	.cpu_info = backend_cpu_info,
-	.block_info = backend_block_info,
 	.exit_stats = backend_exit_stats,
 	.memory_size = backend_memory_size,
 	.device_command = backend_device_command,

@@ -143,8 +143,18 @@ static int fake_qmp_enoent(void *state, json_t *args, json_t **ret, char *err, s
 	return -ENOENT;
 }
 
+/* What virtio-blk answers for x-query-exits. */
+static int fake_qmp_disks(void *state, json_t *args, json_t **ret, char *err, size_t errlen)
+{
+	(void)state; (void)args; (void)err; (void)errlen;
+	*ret = json_pack("[{s:s, s:i, s:i}]", "device", "virtio0", "rd_bytes", 4096,
+			 "failed_operations", 3);
+	return 0;
+}
+
 static const struct device_qmp_command fake_qmp[] = {
 	{ "x-fake-reg", fake_qmp_reg },
+	{ "x-query-disks", fake_qmp_disks },
 	{ "x-fake-enoent", fake_qmp_enoent },
 	{ "query-status", fake_qmp_enoent },	/* shadowed by the built-in */
 	{ NULL, NULL },
@@ -536,6 +546,8 @@ START_TEST(test_qmp_backend)
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/qmp.sock", dir);
 	cfg.api_sock = sa.sun_path;
 	vm.cfg = &cfg;
+	ck_assert_int_eq(bus_init(&vm.pio_bus, "pio"), 0);
+	ck_assert_int_eq(bus_init(&vm.mmio_bus, "mmio"), 0);
 	vm.loop = evloop_create();
 	ck_assert_ptr_nonnull(vm.loop);
 	ck_assert_int_eq(vm_control_start(&vm), 0);
@@ -572,10 +584,10 @@ START_TEST(test_qmp_backend)
 		const char *n = json_string_value(json_object_get(e, "name"));
 
 		found += !strcmp(n, "x-fake-reg") + !strcmp(n, "x-fake-enoent") +
-			 !strcmp(n, "x-absent-count");
+			 !strcmp(n, "x-absent-count") + !strcmp(n, "x-query-disks");
 		status += !strcmp(n, "query-status");
 	}
-	ck_assert_uint_eq(found, 3);
+	ck_assert_uint_eq(found, 4);
 	ck_assert_uint_eq(status, 1);
 	json_decref(r);
 
@@ -597,10 +609,22 @@ START_TEST(test_qmp_backend)
 	json_decref(qmp_return(c, "{\"execute\": \"system_powerdown\"}"));
 	ck_assert_uint_eq(fake.presses, 1);
 
+	/* x-query-exits: each disk's counters, from the block device. */
+	r = qmp_return(c, "{\"execute\": \"x-query-exits\"}");
+	e = json_array_get(json_object_get(r, "disks"), 0);
+	ck_assert_uint_eq(json_array_size(json_object_get(r, "disks")), 1);
+	ck_assert_str_eq(json_string_value(json_object_get(e, "device")), "virtio0");
+	ck_assert_int_eq(json_integer_value(json_object_get(e, "rd_bytes")), 4096);
+	ck_assert_int_eq(json_integer_value(json_object_get(e, "failed_operations")), 3);
+	ck_assert(json_is_object(json_object_get(r, "reasons")));
+	json_decref(r);
+
 	close(c->fd);
 	vm_control_stop(&vm);
 	evloop_destroy(vm.loop);
 	vm.loop = NULL;
+	bus_destroy(&vm.pio_bus);
+	bus_destroy(&vm.mmio_bus);
 	rmdir(dir);
 	free(c);
 }

@@ -50,20 +50,6 @@ struct qmp_cpu_info {
 	unsigned thread_in_core;
 };
 
-/* Strings are borrowed; they only need to live until the callback's caller
- * returns (the dispatcher copies them into the reply). */
-struct qmp_block_info {
-	const char *device;	/* e.g. "virtio0" */
-	const char *qdev;	/* QOM path; NULL: /machine/peripheral/<device>/virtio-backend */
-	const char *file;
-	bool ro;
-	bool direct;		/* O_DIRECT (cache=none) */
-	uint64_t size;		/* bytes */
-	uint64_t rd_bytes, wr_bytes;
-	uint64_t rd_ops, wr_ops, flush_ops;
-	uint64_t failed_rd_ops, failed_wr_ops, failed_flush_ops;
-};
-
 /* How the control plane reaches the machine. Every callback runs on the
  * thread that runs the evloop (the main loop), one at a time.
  *
@@ -88,13 +74,13 @@ struct qmp_backend_ops {
 	/* Request a clean exit; the reply and SHUTDOWN event are flushed by
 	 * qmp_server_destroy, so the main loop should exit, then destroy. */
 	int (*quit)(void *opaque, char *err, size_t errlen);
-	/* Fill *out for vCPU / disk number `index`; -ENOENT past the last. */
+	/* Fill *out for vCPU number `index`; -ENOENT past the last. */
 	int (*cpu_info)(void *opaque, unsigned index, struct qmp_cpu_info *out);
-	int (*block_info)(void *opaque, unsigned index, struct qmp_block_info *out);
 	/* x-query-exits: a new JSON object, suggested shape
 	 * {"total": N, "reasons": {"io": N, "mmio": N, "hlt": N, ...},
-	 *  "devices": {"serial": N, "virtio-blk0": N, ...}}.
-	 * The dispatcher adds "disks" from block_info. NULL means {}. */
+	 *  "devices": {"serial": N, "virtio-blk0": N, ...},
+	 *  "disks": [{"device": "virtio0", "rd_bytes": N, ...}, ...]}.
+	 * NULL means {}; the dispatcher adds "disks": [] if absent. */
 	json_t *(*exit_stats)(void *opaque);
 	uint64_t (*memory_size)(void *opaque);	/* guest RAM, bytes */
 	/* Commands the machine's devices serve, for names the dispatcher does

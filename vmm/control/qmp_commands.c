@@ -256,115 +256,6 @@ static json_t *cmd_query_cpus_fast(struct qmp_session *s, json_t *args, json_t *
 	return list;
 }
 
-static void block_qdev(const struct qmp_block_info *bi, char *buf, size_t len)
-{
-	if (bi->qdev)
-		snprintf(buf, len, "%s", bi->qdev);
-	else
-		snprintf(buf, len, "/machine/peripheral/%s/virtio-backend",
-			 bi->device ? bi->device : "");
-}
-
-static json_t *block_info_json(const struct qmp_block_info *bi)
-{
-	const char *file = bi->file ? bi->file : "";
-	json_t *image, *inserted;
-	char qdev[256];
-
-	block_qdev(bi, qdev, sizeof(qdev));
-	image = json_pack("{s:s, s:s, s:I, s:b}", "filename", file, "format", "raw",
-			  "virtual-size", (json_int_t)bi->size, "dirty-flag", 0);
-	inserted = json_pack("{s:s, s:s, s:b, s:s, s:i, s:b, s:s, "
-			     "s:i, s:i, s:i, s:i, s:i, s:i, s:i, "
-			     "s:{s:b, s:b, s:b}, s:o}",
-			     "file", file, "node-name", bi->device ? bi->device : "",
-			     "ro", bi->ro, "drv", "raw", "backing_file_depth", 0,
-			     "encrypted", 0, "detect_zeroes", "off",
-			     "bps", 0, "bps_rd", 0, "bps_wr", 0, "iops", 0, "iops_rd", 0,
-			     "iops_wr", 0, "write_threshold", 0,
-			     "cache", "writeback", 1, "direct", bi->direct, "no-flush", 0,
-			     "image", image);
-	return json_pack("{s:s, s:s, s:b, s:b, s:s, s:s, s:o}",
-			 "device", bi->device ? bi->device : "", "qdev", qdev,
-			 "locked", 0, "removable", 0, "type", "unknown",
-			 "io-status", "ok", "inserted", inserted);
-}
-
-static json_t *block_stats_json(const struct qmp_block_info *bi)
-{
-	json_t *st = json_object();
-	char qdev[256];
-	const struct { const char *name; uint64_t v; } f[] = {
-		{ "rd_bytes", bi->rd_bytes }, { "wr_bytes", bi->wr_bytes },
-		{ "unmap_bytes", 0 },
-		{ "rd_operations", bi->rd_ops }, { "wr_operations", bi->wr_ops },
-		{ "flush_operations", bi->flush_ops }, { "unmap_operations", 0 },
-		{ "rd_total_time_ns", 0 }, { "wr_total_time_ns", 0 },
-		{ "flush_total_time_ns", 0 }, { "unmap_total_time_ns", 0 },
-		{ "wr_highest_offset", 0 },
-		{ "rd_merged", 0 }, { "wr_merged", 0 }, { "unmap_merged", 0 },
-		{ "failed_rd_operations", bi->failed_rd_ops },
-		{ "failed_wr_operations", bi->failed_wr_ops },
-		{ "failed_flush_operations", bi->failed_flush_ops },
-		{ "failed_unmap_operations", 0 },
-		{ "invalid_rd_operations", 0 }, { "invalid_wr_operations", 0 },
-		{ "invalid_flush_operations", 0 }, { "invalid_unmap_operations", 0 },
-	};
-	size_t i;
-
-	for (i = 0; i < sizeof(f) / sizeof(f[0]); i++)
-		json_object_set_new(st, f[i].name, json_integer((json_int_t)f[i].v));
-	json_object_set_new(st, "account_invalid", json_true());
-	json_object_set_new(st, "account_failed", json_true());
-	json_object_set_new(st, "timed_stats", json_array());
-	block_qdev(bi, qdev, sizeof(qdev));
-	return json_pack("{s:s, s:s, s:s, s:o}", "device", bi->device ? bi->device : "",
-			 "qdev", qdev, "node-name", bi->device ? bi->device : "",
-			 "stats", st);
-}
-
-static json_t *for_each_block(struct qmp_session *s,
-			      json_t *(*fn)(const struct qmp_block_info *))
-{
-	json_t *list = json_array();
-	unsigned i;
-
-	for (i = 0; s->ops && s->ops->block_info; i++) {
-		struct qmp_block_info bi = { 0 };
-
-		if (s->ops->block_info(s->backend, i, &bi) < 0)
-			break;
-		json_array_append_new(list, fn(&bi));
-	}
-	return list;
-}
-
-static json_t *cmd_query_block(struct qmp_session *s, json_t *args, json_t **err)
-{
-	(void)args; (void)err;
-	return for_each_block(s, block_info_json);
-}
-
-static json_t *cmd_query_blockstats(struct qmp_session *s, json_t *args, json_t **err)
-{
-	(void)args; (void)err;
-	return for_each_block(s, block_stats_json);
-}
-
-static json_t *disk_counters_json(const struct qmp_block_info *bi)
-{
-	return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I}",
-			 "device", bi->device ? bi->device : "",
-			 "rd_bytes", (json_int_t)bi->rd_bytes,
-			 "wr_bytes", (json_int_t)bi->wr_bytes,
-			 "rd_operations", (json_int_t)bi->rd_ops,
-			 "wr_operations", (json_int_t)bi->wr_ops,
-			 "flush_operations", (json_int_t)bi->flush_ops,
-			 "failed_operations", (json_int_t)(bi->failed_rd_ops +
-							   bi->failed_wr_ops +
-							   bi->failed_flush_ops));
-}
-
 static json_t *cmd_x_query_exits(struct qmp_session *s, json_t *args, json_t **err)
 {
 	json_t *ret = NULL;
@@ -376,7 +267,8 @@ static json_t *cmd_x_query_exits(struct qmp_session *s, json_t *args, json_t **e
 		json_decref(ret);
 		ret = json_object();
 	}
-	json_object_set_new(ret, "disks", for_each_block(s, disk_counters_json));
+	if (!json_is_array(json_object_get(ret, "disks")))
+		json_object_set_new(ret, "disks", json_array());
 	return ret;
 }
 
@@ -484,8 +376,6 @@ static const struct qmp_cmd qmp_cmds[] = {
 	{ "query-status", cmd_query_status, NULL },
 	{ "query-kvm", cmd_query_kvm, NULL },
 	{ "query-cpus-fast", cmd_query_cpus_fast, NULL },
-	{ "query-block", cmd_query_block, NULL },
-	{ "query-blockstats", cmd_query_blockstats, NULL },
 	{ "query-memory-size-summary", cmd_query_memory, NULL },
 	{ "x-query-exits", cmd_x_query_exits, NULL },
 	{ "stop", cmd_stop, NULL },
