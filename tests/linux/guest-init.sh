@@ -183,6 +183,35 @@ t_panic() {
 	sleep 30
 }
 
+# Snapshot and restore (suite.py snapshot): a counter on the console and a
+# checksummed record appended to an ext2 file system per tick, each with
+# bytes from virtio-rng, and hvc0 used both ways, until the host writes
+# "stop" to hvc0. The same loop runs on in every process restored from the
+# snapshot; the host checks the counter, the records and the file system.
+t_snapshot() {
+	local d i=0 rng rec
+	d=$(blk_dev EMBER-SNAP) || { bad snap_disk "no disk with serial EMBER-SNAP"; done_; off; }
+	check snap_mkfs mke2fs -q -b 4096 /dev/$d
+	check snap_mount mount -t ext2 /dev/$d /mnt
+	(while read -r l; do echo "EMBER-HVC-IN $l"; [ "$l" = stop ] && touch /tmp/stop; done </dev/hvc0) &
+	echo "EMBER-READY snapshot"
+	while [ ! -e /tmp/stop ]; do
+		i=$((i + 1))
+		rng=$(dd if=/dev/hwrng bs=8 count=1 2>/dev/null | od -An -tx1 | tr -d ' \n')
+		rec="$i $rng"
+		echo "$rec $(echo "$rec" | sha256sum | cut -c1-16)" >>/mnt/records
+		sync
+		echo "EMBER-TICK $i rng=$rng"
+		echo "hvc-out $i" >/dev/hvc0
+		sleep 0.2
+	done
+	check records_count test "$(wc -l </mnt/records)" = "$i"
+	check snap_umount umount /mnt
+	echo "EMBER-INFO ticks=$i"
+	done_
+	off
+}
+
 # bench/linux-nested: O_DIRECT sequential I/O timed with /proc/uptime.
 up() { cut -d' ' -f1 /proc/uptime; }
 timed() { # label cmd...: prints EMBER-BENCH label seconds
@@ -310,6 +339,7 @@ reboot) t_reboot ;;
 powerdown) t_powerdown ;;
 ticker) t_ticker ;;
 panic) t_panic ;;
+snapshot) t_snapshot ;;
 balloon) t_balloon ;;
 balloon_reporting) t_balloon_reporting ;;
 *) echo "EMBER-CHECK known_test FAIL no test named '$T'"; NFAIL=1; done_; off ;;

@@ -521,6 +521,211 @@ def test_balloon_reporting(tmpd):
            acct.get("discarded-bytes", 0) >> 20))
 
 
+# ---- snapshot and restore -----------------------------------------------------------------
+
+SNAP_TICK = re.compile(r"^EMBER-TICK (\d+) rng=([0-9a-f]{16})$", re.M)
+
+
+class Drain:
+    """Reads a process's stdout (the virtio-console backend) on a thread, so
+    the guest never blocks on a full pipe."""
+
+    def __init__(self, proc):
+        import threading
+        self.data = b""
+        self.t = threading.Thread(target=self.run, args=(proc.stdout,), daemon=True)
+        self.t.start()
+
+    def run(self, f):
+        while True:
+            d = f.read1(65536) if hasattr(f, "read1") else f.read(4096)
+            if not d:
+                return
+            self.data += d
+
+
+def snap_ticks(g):
+    return [(int(n), r) for n, r in SNAP_TICK.findall(g.text())]
+
+
+def snap_wait_ticks(g, n, what):
+    end = time.time() + BOOT_TIMEOUT
+    while len(snap_ticks(g)) < n:
+        need(g.proc.poll() is None, "ember exited with %s while waiting for %s" % (g.proc.returncode, what))
+        need(time.time() < end, "no %s within %.0f s (%d ticks)" % (what, BOOT_TIMEOUT, len(snap_ticks(g))))
+        time.sleep(0.05)
+    return snap_ticks(g)
+
+
+def snap_records(img):
+    """The guest's records file from the ext2 image, checked line by line."""
+    import hashlib
+    r = subprocess.run(["debugfs", "-R", "cat /records", img], capture_output=True)
+    need(r.returncode == 0, "debugfs: cannot read /records: %r" % r.stderr[-300:])
+    seqs = []
+    for line in r.stdout.decode(errors="replace").splitlines():
+        f = line.split()
+        need(len(f) == 3, "malformed record %r" % line)
+        rec = "%s %s" % (f[0], f[1])
+        need(hashlib.sha256((rec + "\n").encode()).hexdigest()[:16] == f[2], "record %r: bad checksum" % line)
+        seqs.append(int(f[0]))
+    need(seqs == list(range(1, len(seqs) + 1)), "records not 1..N in order: %r" % (seqs[:5] + seqs[-5:]))
+    return len(seqs)
+
+
+def snap_copy_into(src, dst):
+    """Copy src's contents into dst keeping dst's inode (the same disk file)."""
+    with open(src, "rb") as a, open(dst, "r+b") as b:
+        shutil.copyfileobj(a, b, 1 << 20)
+        b.truncate()
+
+
+def test_snapshot(tmpd):
+    """Issue 13: QMP snapshot-save of a guest that counts on its console and
+    appends checksummed records to ext2 on virtio-blk (with virtio-rng bytes
+    and hvc0 both ways); kill it; restore in new processes three times from
+    the same snapshot. The counter continues (no reset, no gap), rng and
+    hvc0 work, the records are intact and the last run's file system passes
+    e2fsck. Also: bad snapshots and mismatched VMs are refused with one line."""
+    disk = os.path.join(tmpd, "snap.img")
+    disk_at_snap = os.path.join(tmpd, "snap-at-snapshot.img")
+    snapdir = os.path.join(tmpd, "snapshot")
+    make_image(disk, 64 << 20)
+    common = dict(cpus=2, memory="256M", api=True, stdin=True)
+    devs = ["--disk", "path=%s,serial=EMBER-SNAP" % disk, "--rng", "--virtio-console", "stdio"]
+    guests = []
+
+    def start(sub, extra=()):
+        d = os.path.join(tmpd, sub)
+        os.makedirs(d, exist_ok=True)
+        g = Guest(d, "snapshot", extra=devs + list(extra), **common)
+        g.drain = Drain(g.proc)
+        guests.append(g)
+        return g
+
+    try:
+        # The original: cold boot to the first tick.
+        a = start("boot")
+        yield a
+        q = a.connect()
+        q.s.settimeout(600)
+        a.wait_for(r"^EMBER-USERSPACE", what="user space")
+        t_user = time.time() - a.t0
+        a.wait_for(r"^EMBER-TICK 1 ", what="the first tick")
+        t_boot = time.time() - a.t0
+        snap_wait_ticks(a, 5, "5 ticks")
+        # An unwritable path: a clear error, and the guest keeps running.
+        r = q.execute("snapshot-save", {"path": "/proc/ember-no-such-dir"})
+        need("error" in r and "cannot create" in r["error"]["desc"], "snapshot-save to /proc: %r" % r)
+        n = len(snap_ticks(a))
+        snap_wait_ticks(a, n + 2, "ticks after a failed snapshot-save")
+        need(q.execute("query-status")["return"]["status"] == "running", "a failed save left the VM stopped")
+        t0 = time.time()
+        r = q.execute("snapshot-save", {"path": snapdir})
+        t_save = time.time() - t0
+        need(r == {"return": {}}, "snapshot-save: %r" % r)
+        need(q.execute("query-status")["return"]["status"] == "paused", "the VM runs on after snapshot-save")
+        need("STOP" in [e["event"] for e in q.events], "no STOP event for snapshot-save")
+        time.sleep(1)
+        last = snap_ticks(a)[-1][0]
+        time.sleep(1)
+        need(snap_ticks(a)[-1][0] == last, "the guest ran on after the snapshot")
+        a.kill()
+        shutil.copyfile(disk, disk_at_snap)
+        mem = os.path.join(snapdir, "memory")
+        st = os.stat(mem)
+        print("snapshot: save took %.2f s; memory file %d MiB, %d MiB allocated (sparse); state %d bytes" %
+              (t_save, st.st_size >> 20, st.st_blocks * 512 >> 20, os.path.getsize(os.path.join(snapdir, "state"))))
+        need(st.st_blocks * 512 < st.st_size, "the memory file is not sparse")
+
+        # Refusals: one line each, exit status 1, before any guest runs.
+        def refused(sub, extra, want):
+            g = start(sub, ["--restore", snapdir] + list(extra))
+            rc = g.wait_exit(60)
+            err = open(g.logpath).read()
+            need(rc == 1 and want in err, "%s: status %d, stderr %r (wanted '%s')" % (sub, rc, err[-400:], want))
+            lines = [l for l in err.splitlines() if l.strip()]
+            need(len(lines) == 1, "%s: more than one line: %r" % (sub, err[-400:]))
+            guests.remove(g)
+            g.kill()
+        saved_common = dict(common)
+        common["memory"] = "128M"
+        refused("bad-memory", [], "taken with 256 MiB of RAM")
+        common.update(saved_common)
+        common["model"] = "host"
+        refused("bad-model", [], "--cpu-model baseline")
+        common.update(saved_common)
+        common["cpus"] = 1
+        refused("bad-cpus", [], "taken with 2 vCPUs")
+        common.update(saved_common)
+        with open(disk, "ab") as f:
+            f.truncate((64 << 20) + 4096)
+        refused("bad-disk", [], "bytes, it was")
+        with open(disk, "ab") as f:
+            f.truncate(64 << 20)
+        corrupt = os.path.join(tmpd, "corrupt")
+        shutil.copytree(snapdir, corrupt)
+        with open(os.path.join(corrupt, "state"), "r+b") as f:
+            f.seek(160)  # in the first section's payload
+            b = f.read(1)
+            f.seek(-1, 1)
+            f.write(bytes([b[0] ^ 0x40]))
+        g = start("bad-state", ["--restore", corrupt])
+        rc = g.wait_exit(60)
+        need(rc == 1 and "corrupt" in open(g.logpath).read(), "corrupt state: status %d, %r" % (rc, open(g.logpath).read()[-300:]))
+        with open(os.path.join(corrupt, "state"), "r+b") as f:
+            f.truncate(1000)
+        g = start("short-state", ["--restore", corrupt])
+        rc = g.wait_exit(60)
+        need(rc == 1 and "truncated" in open(g.logpath).read(), "truncated state: status %d, %r" % (rc, open(g.logpath).read()[-300:]))
+
+        # Three restores from the same snapshot, each from the disk as it was.
+        for k in (1, 2, 3):
+            snap_copy_into(disk_at_snap, disk)
+            g = start("restore%d" % k, ["--restore", snapdir])
+            first = snap_wait_ticks(g, 1, "a tick after restore %d" % k)[0]
+            t_restore = time.time() - g.t0
+            need(first[0] in (last + 1, last + 2),
+                 "restore %d: the counter went from %d to %d (reset or gap)" % (k, last, first[0]))
+            t = snap_wait_ticks(g, 6, "6 ticks after restore %d" % k)
+            nums = [x[0] for x in t]
+            need(nums == list(range(first[0], first[0] + len(nums))), "restore %d: ticks %r" % (k, nums))
+            rngs = [x[1] for x in t]
+            need(len(set(rngs)) == len(rngs), "restore %d: virtio-rng repeats itself: %r" % (k, rngs))
+            msg = "hello-from-host-%d" % k
+            g.proc.stdin.write((msg + "\n").encode())
+            g.proc.stdin.flush()
+            g.wait_for(r"^EMBER-HVC-IN %s$" % msg, timeout=120, what="hvc0 input after restore %d" % k)
+            end = time.time() + 60
+            while b"hvc-out %d" % nums[-1] not in g.drain.data:
+                need(time.time() < end, "restore %d: hvc0 output stopped (%r)" % (k, g.drain.data[-200:]))
+                time.sleep(0.05)
+            print("restore %d: first tick %.2f s after ember started (cold boot: user space at %.2f s, "
+                  "first tick at %.2f s); counter %d -> %d" % (k, t_restore, t_user, t_boot, last, first[0]))
+            if k < 3:
+                g.kill()
+                continue
+            g.proc.stdin.write(b"stop\n")
+            g.proc.stdin.flush()
+            rc = g.wait_exit()
+            need(rc == 0, "poweroff after restore: ember exited with %d" % rc)
+            oks = g.checks()
+            expect_checks(oks, ["records_count", "snap_umount"])
+            ticks = int(g.info("ticks"))
+            r = subprocess.run(["e2fsck", "-fn", disk], capture_output=True, text=True)
+            need(r.returncode == 0, "e2fsck -fn after restore: status %d\n%s%s" % (r.returncode, r.stdout, r.stderr))
+            nrec = snap_records(disk)
+            need(nrec == ticks, "%d records on disk, the guest counted %d" % (nrec, ticks))
+            print("snapshot: %d records intact across the snapshot (at %d), e2fsck clean" % (nrec, last))
+    except Failure:
+        for g in guests[1:]:
+            g.dump()
+        raise
+    finally:
+        for g in guests[1:]:
+            g.kill()
+
+
 TESTS = {
     "qmp_churn": qmp_churn,
     "smp_1_baseline": lambda d: smp(d, 1, "baseline"),
@@ -536,6 +741,7 @@ TESTS = {
     "qmp_powerdown": qmp_powerdown,
     "qmp_stopcont": qmp_stopcont,
     "qmp_panic": qmp_panic,
+    "snapshot": test_snapshot,
     "balloon": test_balloon,
     "balloon_reporting": test_balloon_reporting,
 }
