@@ -17,6 +17,7 @@
 #include "devices/device.h"
 #include "devices/legacy/uart_16550.h"
 #include "devices/pci/pci_internal.h"
+#include "vmm/control/qmp.h"
 #include "helpers/ck_run.h"
 #include "vmm/config.h"
 #include "vmm/snapshot/disks.h"
@@ -888,6 +889,53 @@ START_TEST(test_rtc_i8042_roundtrip)
 }
 END_TEST
 
+/* ---- QMP snapshot-save ---- */
+
+static char saved_path[256];
+static int save_ret;
+
+static int fake_save(void *opaque, const char *path, char *err, size_t errlen)
+{
+	(void)opaque;
+	snprintf(saved_path, sizeof(saved_path), "%s", path);
+	if (save_ret)
+		snprintf(err, errlen, "snapshot-save: cannot create %s: Permission denied", path);
+	return save_ret;
+}
+
+static json_t *qmp(struct qmp_session *s, const char *text)
+{
+	return qmp_handle_message(s, text, strlen(text));
+}
+
+START_TEST(test_qmp_snapshot_save)
+{
+	static const struct qmp_backend_ops ops = { .snapshot_save = fake_save };
+	struct qmp_session *s = qmp_session_create(&ops, NULL, NULL, NULL);
+	json_t *r;
+
+	json_decref(qmp(s, "{\"execute\":\"qmp_capabilities\"}"));
+	r = qmp(s, "{\"execute\":\"snapshot-save\",\"arguments\":{\"path\":\"/var/tmp/snap\"}}");
+	ck_assert(json_is_object(json_object_get(r, "return")));
+	ck_assert_str_eq(saved_path, "/var/tmp/snap");
+	json_decref(r);
+	save_ret = -EACCES;
+	r = qmp(s, "{\"execute\":\"snapshot-save\",\"arguments\":{\"path\":\"/proc/x\"}}");
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(r, "error"), "desc")),
+			 "snapshot-save: cannot create /proc/x: Permission denied");
+	json_decref(r);
+	save_ret = 0;
+	r = qmp(s, "{\"execute\":\"snapshot-save\"}");
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(r, "error"), "desc")),
+			 "Parameter 'path' is missing");
+	json_decref(r);
+	r = qmp(s, "{\"execute\":\"snapshot-save\",\"arguments\":{\"path\":1}}");
+	ck_assert_ptr_nonnull(json_object_get(r, "error"));
+	json_decref(r);
+	qmp_session_destroy(s);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("snapshot");
@@ -907,6 +955,7 @@ int main(void)
 	tcase_add_test(tc, test_pci_roundtrip);
 	tcase_add_test(tc, test_uart_roundtrip);
 	tcase_add_test(tc, test_rtc_i8042_roundtrip);
+	tcase_add_test(tc, test_qmp_snapshot_save);
 	suite_add_tcase(s, tc);
 	tcase_add_checked_fixture(td, disks_setup, disks_teardown);
 	tcase_add_test(td, test_disks_same_files);
