@@ -105,13 +105,14 @@ struct virtio_device {
 	/* Optional, set by the transport: an eventfd whose write raises queue
 	 * q's interrupt without Ember (an MSI-X vector's irqfd), or -1 while
 	 * that interrupt needs Ember (no vector, vector or function masked,
-	 * INTx); a kernel backend (vhost) signals it directly. Any thread. */
+	 * INTx); a kernel backend (vhost) signals it directly. Any thread;
+	 * takes no lock (the device calls it under its own). */
 	int (*call_fd)(struct virtio_device *dev, unsigned q);
 	/* Optional, set by the device: the transport calls it, from the
 	 * thread that made the change, whenever call_fd(dev, q) may have
-	 * changed (vector assigned, masked, unmasked, MSI-X toggled). The
-	 * device then re-reads call_fd and, if it had been signalling its
-	 * own fallback eventfd meanwhile, raises notify_used(dev, q). */
+	 * changed (vector assigned, masked, unmasked, MSI-X toggled), maybe
+	 * with transport locks held: the device re-reads call_fd and may
+	 * write the new fd, but calls no other transport hook from here. */
 	void (*call_fd_changed)(struct virtio_device *dev, unsigned q);
 };
 

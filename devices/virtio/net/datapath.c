@@ -245,14 +245,18 @@ void net_rx_process(struct net_pair *p)
 	struct net_dev *n = p->net;
 	struct net_rx *rx = &p->rx;
 	struct virtqueue *vq = virtio_dev_queue(&n->vdev, RXQ(p));
-	size_t need = net_rx_need(n), cap = VIRTIO_NET_HDR_LEN + NET_FRAME_MAX;
-	bool mrg = n->mrg_rxbuf, pushed = false;
+	size_t need, cap = VIRTIO_NET_HDR_LEN + NET_FRAME_MAX;
+	bool mrg, pushed = false;
 	unsigned budget = NET_BUDGET;
 	ssize_t got;
 
+	/* Feature and activation state change only while this worker is
+	 * paused; read them after the activation check. */
 	if (!n->active || p->gone || p->fd < 0 || !vq || !vq->ready || vq->error ||
 	    !pair_enabled(p))
 		return;
+	need = net_rx_need(n);
+	mrg = n->mrg_rxbuf;
 	rx_refresh_filter(p);
 	virtqueue_disable_notify(vq);
 	for (;;) {
@@ -386,12 +390,13 @@ void net_tx_process(struct net_pair *p)
 	struct net_dev *n = p->net;
 	struct virtqueue *vq = virtio_dev_queue(&n->vdev, TXQ(p));
 	struct vq_chain *c = p->tx_chain;
-	uint64_t features = n->vdev.driver_features;
+	uint64_t features;
 	unsigned budget = NET_BUDGET;
 	bool pushed = false;
 
 	if (!n->active || p->tx_blocked || !vq || !vq->ready || vq->error)
 		return;
+	features = n->vdev.driver_features;
 	for (;;) {
 		virtqueue_disable_notify(vq);
 		while (budget) {

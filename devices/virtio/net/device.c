@@ -99,11 +99,11 @@ static int net_activate(struct virtio_device *dev)
 	__atomic_store_n(&n->guest_offloads, offloads, __ATOMIC_RELEASE);
 	/* Only the first pair until the driver asks for more (5.1.6.5.5). */
 	apply_pairs(n, 1);
-	n->active = true;
+	__atomic_store_n(&n->active, true, __ATOMIC_RELEASE);
 	if (n->vhost && !n->paused)
 		ret = net_vhost_start(n);
 	if (ret)
-		n->active = false;
+		__atomic_store_n(&n->active, false, __ATOMIC_RELEASE);
 	resume_workers(n);
 	pthread_mutex_unlock(&n->ctrl_lock);
 	if (ret)
@@ -123,7 +123,7 @@ static void net_reset(struct virtio_device *dev)
 	pthread_mutex_lock(&n->ctrl_lock);
 	pause_workers(n);
 	net_vhost_stop(n);
-	n->active = false;
+	__atomic_store_n(&n->active, false, __ATOMIC_RELEASE);
 	for (unsigned i = 0; i < n->max_pairs; i++) {
 		struct net_pair *p = &n->pairs[i];
 
@@ -381,17 +381,19 @@ void net_dev_pause(struct net_dev *n)
 
 void net_dev_resume(struct net_dev *n)
 {
+	bool active;
 	int ret = 0;
 
 	pthread_mutex_lock(&n->ctrl_lock);
 	n->paused = false;
-	if (n->vhost && n->active)
+	active = n->active;
+	if (n->vhost && active)
 		ret = net_vhost_start(n);
 	resume_workers(n);
 	pthread_mutex_unlock(&n->ctrl_lock);
 	if (ret)
 		virtio_dev_set_needs_reset(&n->vdev);
-	if (n->active)
+	if (active)
 		virtio_dev_queue_notify(&n->vdev, n->ctrl_q);	/* kicks that came while paused */
 }
 

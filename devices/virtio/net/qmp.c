@@ -182,7 +182,7 @@ static json_t *net_info(struct net_dev *n)
 			 "mac", mac,
 			 "permanent-mac", perm,
 			 "link-up", net_link_up(n),
-			 "driver-ok", n->active,
+			 "driver-ok", __atomic_load_n(&n->active, __ATOMIC_ACQUIRE),
 			 "vhost", n->vhost != NULL,
 			 "queues", (int)n->max_pairs,
 			 "active-queues", (int)__atomic_load_n(&n->pairs_active, __ATOMIC_ACQUIRE),
