@@ -664,7 +664,10 @@ def test_snapshot(tmpd):
         with open(disk, "ab") as f:
             f.truncate(64 << 20)
         corrupt = os.path.join(tmpd, "corrupt")
-        shutil.copytree(snapdir, corrupt)
+        os.makedirs(corrupt)
+        for f in ("state", "disks.json"):
+            shutil.copyfile(os.path.join(snapdir, f), os.path.join(corrupt, f))
+        os.symlink(os.path.join(snapdir, "memory"), os.path.join(corrupt, "memory"))
         with open(os.path.join(corrupt, "state"), "r+b") as f:
             f.seek(160)  # in the first section's payload
             b = f.read(1)
@@ -724,6 +727,14 @@ def test_snapshot(tmpd):
     finally:
         for g in guests[1:]:
             g.kill()
+        # Sockets of killed processes, and the 256 MiB memory files, stay
+        # out of EMBER_LINUX_KEEP copies.
+        for g in guests:
+            if g.sock and os.path.exists(g.sock):
+                os.unlink(g.sock)
+        for d in (snapdir, os.path.join(tmpd, "corrupt")):
+            if os.path.lexists(os.path.join(d, "memory")):
+                os.unlink(os.path.join(d, "memory"))
 
 
 TESTS = {

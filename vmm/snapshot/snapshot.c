@@ -109,6 +109,31 @@ static int capture_msrs(struct vcpu_job *job, struct vcpu *vcpu, struct snap_vcp
 	return 0;
 }
 
+/* The vCPU's CPUID table (malloc'd). KVM_GET_CPUID2 reports the count only
+ * when the buffer is too small, so ask with none first. */
+static int get_vcpu_cpuid(struct kvm_vcpu_fd *fd, struct kvm_cpuid2 **out)
+{
+	struct kvm_cpuid2 probe = { .nent = 0 }, *c;
+	int ret = kvm_get_cpuid2(fd, &probe);
+
+	*out = NULL;
+	if (ret < 0 && ret != -E2BIG)
+		return ret;
+	if (probe.nent > SNAP_MAX_CPUID)
+		return -E2BIG;
+	c = calloc(1, sizeof(*c) + (probe.nent + 1) * sizeof(c->entries[0]));
+	if (!c)
+		return -ENOMEM;
+	c->nent = probe.nent;
+	ret = probe.nent ? kvm_get_cpuid2(fd, c) : 0;
+	if (ret < 0) {
+		free(c);
+		return ret;
+	}
+	*out = c;
+	return 0;
+}
+
 static int capture_vcpu(struct vcpu *vcpu, void *arg)
 {
 	struct vcpu_job *job = arg;
@@ -141,16 +166,10 @@ static int capture_vcpu(struct vcpu *vcpu, void *arg)
 	if (ret)
 		return ret;
 	VCPU_TRY(job, vcpu, kvm_get_vcpu_events(fd, &v->events), "KVM_GET_VCPU_EVENTS");
-	cpuid = calloc(1, sizeof(*cpuid) + SNAP_MAX_CPUID * sizeof(cpuid->entries[0]));
-	if (!cpuid)
-		return errf(job->err, sizeof(job->err), -ENOMEM, "out of memory");
-	cpuid->nent = SNAP_MAX_CPUID;
-	ret = kvm_get_cpuid2(fd, cpuid);
-	if (ret < 0) {
-		free(cpuid);
+	ret = get_vcpu_cpuid(fd, &cpuid);
+	if (ret < 0)
 		return errf(job->err, sizeof(job->err), ret, "vcpu%u: KVM_GET_CPUID2: %s",
 			    vcpu->index, strerror(-ret));
-	}
 	v->cpuid = malloc(cpuid->nent * sizeof(*v->cpuid) + 1);
 	if (!v->cpuid) {
 		free(cpuid);
@@ -181,18 +200,12 @@ static void cpuid_runtime_mask(const struct kvm_cpuid_entry2 *e, uint32_t mask[4
 
 static int compare_cpuid(struct vcpu_job *job, struct vcpu *vcpu, const struct snap_vcpu *v)
 {
-	struct kvm_cpuid2 *cur = calloc(1, sizeof(*cur) + SNAP_MAX_CPUID * sizeof(cur->entries[0]));
-	int ret;
+	struct kvm_cpuid2 *cur;
+	int ret = get_vcpu_cpuid(&vcpu->kfd, &cur);
 
-	if (!cur)
-		return errf(job->err, sizeof(job->err), -ENOMEM, "out of memory");
-	cur->nent = SNAP_MAX_CPUID;
-	ret = kvm_get_cpuid2(&vcpu->kfd, cur);
-	if (ret < 0) {
-		free(cur);
+	if (ret < 0)
 		return errf(job->err, sizeof(job->err), ret, "vcpu%u: KVM_GET_CPUID2: %s",
 			    vcpu->index, strerror(-ret));
-	}
 	ret = 0;
 	for (unsigned i = 0; i < v->nr_cpuid && !ret; i++) {
 		const struct kvm_cpuid_entry2 *s = &v->cpuid[i], *c = NULL;
