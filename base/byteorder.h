@@ -1,4 +1,5 @@
-/* Little-endian loads and stores on byte buffers (file formats, tables). */
+/* Little-endian loads and stores on byte buffers (file formats, tables,
+ * device registers). */
 #ifndef EMBER_BYTEORDER_H
 #define EMBER_BYTEORDER_H
 
@@ -35,6 +36,22 @@ static inline void wr64(uint8_t *p, uint64_t v)
 {
 	wr32(p, (uint32_t)v);
 	wr32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* A register access of len bytes (1 to 8), as the bus hands it over. */
+static inline uint64_t rd_le(const uint8_t *p, unsigned len)
+{
+	uint64_t v = 0;
+
+	for (unsigned i = 0; i < len && i < 8; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+static inline void wr_le(uint8_t *p, uint64_t v, unsigned len)
+{
+	for (unsigned i = 0; i < len && i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
 }
 
 #endif

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/byteorder.h"
 #include "base/log.h"
 #include "devices/device.h"
 
@@ -59,7 +60,8 @@ static uint8_t read_isr(struct virtio_pci *vp)
 	return v;
 }
 
-static void interrupt(struct virtio_pci *vp, uint16_t vec, uint8_t isr_bit)
+/* The vector's MSI-X message, or with MSI-X off the ISR bit and INTA. */
+static void fire_msix_or_intx(struct virtio_pci *vp, uint16_t vec, uint8_t isr_bit)
 {
 	if (pci_msix_enabled(&vp->pci)) {
 		if (vec == VIRTIO_MSI_NO_VECTOR || pci_msix_notify(&vp->pci, vec) != -ENODEV)
@@ -74,38 +76,24 @@ static void vp_notify_used(struct virtio_device *vdev, unsigned q)
 	struct virtio_pci *vp = vdev->transport;
 
 	if (q < VIRTIO_MAX_QUEUES)
-		interrupt(vp, __atomic_load_n(&vp->queue_vector[q], __ATOMIC_ACQUIRE),
-			  VIRTIO_PCI_ISR_QUEUE);
+		fire_msix_or_intx(vp, __atomic_load_n(&vp->queue_vector[q], __ATOMIC_ACQUIRE),
+				  VIRTIO_PCI_ISR_QUEUE);
 }
 
 static void vp_notify_config(struct virtio_device *vdev)
 {
 	struct virtio_pci *vp = vdev->transport;
 
-	interrupt(vp, __atomic_load_n(&vp->msix_config, __ATOMIC_ACQUIRE), VIRTIO_PCI_ISR_CONFIG);
+	fire_msix_or_intx(vp, __atomic_load_n(&vp->msix_config, __ATOMIC_ACQUIRE),
+			  VIRTIO_PCI_ISR_CONFIG);
 }
 
 /* ---- Common configuration ---- */
 
 #define REG(off, len)	((off) << 4 | (len))	/* a register by offset and width */
 
-static void put(uint8_t *buf, unsigned off, uint64_t v, unsigned len)
-{
-	for (unsigned i = 0; i < len; i++)
-		buf[off + i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get(const void *data, unsigned len)
-{
-	const uint8_t *p = data;
-	uint64_t v = 0;
-
-	for (unsigned i = 0; i < len; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
-
-static uint32_t word_of(uint64_t v, uint32_t sel)
+/* Features word sel (0: bits 0-31, 1: bits 32-63, others read 0). */
+static uint32_t features_word(uint64_t v, uint32_t sel)
 {
 	return sel < 2 ? (uint32_t)(v >> (32 * sel)) : 0;
 }
@@ -136,24 +124,24 @@ static void common_read(struct virtio_pci *vp, uint64_t off, void *data, unsigne
 	pthread_mutex_lock(&vp->lock);
 	q = vp->queue_sel;
 	vq = virtio_dev_queue(vdev, q);
-	put(buf, VIRTIO_PCI_COMMON_DFSELECT, vp->dfselect, 4);
-	put(buf, VIRTIO_PCI_COMMON_DF, word_of(virtio_dev_host_features(vdev), vp->dfselect), 4);
-	put(buf, VIRTIO_PCI_COMMON_GFSELECT, vp->gfselect, 4);
-	put(buf, VIRTIO_PCI_COMMON_GF, word_of(vdev->driver_features, vp->gfselect), 4);
-	put(buf, VIRTIO_PCI_COMMON_MSIX, vp->msix_config, 2);
-	put(buf, VIRTIO_PCI_COMMON_NUMQ, vdev->nr_queues, 2);
-	put(buf, VIRTIO_PCI_COMMON_STATUS, virtio_dev_get_status(vdev), 1);
-	put(buf, VIRTIO_PCI_COMMON_CFGGENERATION,
-	    __atomic_load_n(&vdev->config_generation, __ATOMIC_ACQUIRE), 1);
-	put(buf, VIRTIO_PCI_COMMON_Q_SELECT, q, 2);
+	wr32(buf + VIRTIO_PCI_COMMON_DFSELECT, vp->dfselect);
+	wr32(buf + VIRTIO_PCI_COMMON_DF, features_word(virtio_dev_host_features(vdev), vp->dfselect));
+	wr32(buf + VIRTIO_PCI_COMMON_GFSELECT, vp->gfselect);
+	wr32(buf + VIRTIO_PCI_COMMON_GF, features_word(vdev->driver_features, vp->gfselect));
+	wr16(buf + VIRTIO_PCI_COMMON_MSIX, vp->msix_config);
+	wr16(buf + VIRTIO_PCI_COMMON_NUMQ, (uint16_t)vdev->nr_queues);
+	buf[VIRTIO_PCI_COMMON_STATUS] = virtio_dev_get_status(vdev);
+	buf[VIRTIO_PCI_COMMON_CFGGENERATION] =
+		(uint8_t)__atomic_load_n(&vdev->config_generation, __ATOMIC_ACQUIRE);
+	wr16(buf + VIRTIO_PCI_COMMON_Q_SELECT, (uint16_t)q);
 	if (vq) {
-		put(buf, VIRTIO_PCI_COMMON_Q_SIZE, vq->size, 2);
-		put(buf, VIRTIO_PCI_COMMON_Q_MSIX, vp->queue_vector[q], 2);
-		put(buf, VIRTIO_PCI_COMMON_Q_ENABLE, vq->enabled, 2);
-		put(buf, VIRTIO_PCI_COMMON_Q_NOFF, q, 2);
-		put(buf, VIRTIO_PCI_COMMON_Q_DESCLO, vq->desc_gpa, 8);
-		put(buf, VIRTIO_PCI_COMMON_Q_AVAILLO, vq->avail_gpa, 8);
-		put(buf, VIRTIO_PCI_COMMON_Q_USEDLO, vq->used_gpa, 8);
+		wr16(buf + VIRTIO_PCI_COMMON_Q_SIZE, vq->size);
+		wr16(buf + VIRTIO_PCI_COMMON_Q_MSIX, vp->queue_vector[q]);
+		wr16(buf + VIRTIO_PCI_COMMON_Q_ENABLE, vq->enabled);
+		wr16(buf + VIRTIO_PCI_COMMON_Q_NOFF, (uint16_t)q);
+		wr64(buf + VIRTIO_PCI_COMMON_Q_DESCLO, vq->desc_gpa);
+		wr64(buf + VIRTIO_PCI_COMMON_Q_AVAILLO, vq->avail_gpa);
+		wr64(buf + VIRTIO_PCI_COMMON_Q_USEDLO, vq->used_gpa);
 	}
 	pthread_mutex_unlock(&vp->lock);
 	memcpy(data, buf + off, len);
@@ -165,7 +153,7 @@ static uint16_t valid_vector(const struct virtio_pci *vp, uint64_t v)
 }
 
 /* A 64-bit ring address written whole, or one half of it. */
-static bool write_addr(uint64_t *a, unsigned base, uint64_t off, unsigned len, uint64_t v)
+static bool write_ring_addr(uint64_t *a, unsigned base, uint64_t off, unsigned len, uint64_t v)
 {
 	if (off == base && len == 8)
 		*a = v;
@@ -181,7 +169,7 @@ static bool write_addr(uint64_t *a, unsigned base, uint64_t off, unsigned len, u
 static void common_write(struct virtio_pci *vp, uint64_t off, const void *data, unsigned len)
 {
 	struct virtio_device *vdev = vp->vdev;
-	uint64_t v = get(data, len);
+	uint64_t v = rd_le(data, len);
 	struct virtqueue *vq;
 	bool ok = true;
 
@@ -232,9 +220,9 @@ static void common_write(struct virtio_pci *vp, uint64_t off, const void *data, 
 			vq->enabled = true;
 		break;
 	default:
-		ok = write_addr(&vq->desc_gpa, VIRTIO_PCI_COMMON_Q_DESCLO, off, len, v) ||
-		     write_addr(&vq->avail_gpa, VIRTIO_PCI_COMMON_Q_AVAILLO, off, len, v) ||
-		     write_addr(&vq->used_gpa, VIRTIO_PCI_COMMON_Q_USEDLO, off, len, v);
+		ok = write_ring_addr(&vq->desc_gpa, VIRTIO_PCI_COMMON_Q_DESCLO, off, len, v) ||
+		     write_ring_addr(&vq->avail_gpa, VIRTIO_PCI_COMMON_Q_AVAILLO, off, len, v) ||
+		     write_ring_addr(&vq->used_gpa, VIRTIO_PCI_COMMON_Q_USEDLO, off, len, v);
 	}
 out:
 	pthread_mutex_unlock(&vp->lock);
@@ -329,7 +317,7 @@ static void vp_bar_map(struct pci_device *d, unsigned bar, uint64_t addr, bool m
 
 /* ---- VIRTIO_PCI_CAP_PCI_CFG: a config-space window into the BARs ---- */
 
-static bool cfg_window(struct virtio_pci *vp, unsigned *bar, uint32_t *off, uint32_t *len)
+static bool cfg_window_target(struct virtio_pci *vp, unsigned *bar, uint32_t *off, uint32_t *len)
 {
 	struct pci_device *d = &vp->pci;
 	unsigned c = vp->cfg_cap;
@@ -341,7 +329,7 @@ static bool cfg_window(struct virtio_pci *vp, unsigned *bar, uint32_t *off, uint
 	       *off % *len == 0;
 }
 
-static bool touches_data(struct virtio_pci *vp, unsigned off, unsigned len)
+static bool touches_window_data(struct virtio_pci *vp, unsigned off, unsigned len)
 {
 	unsigned start = vp->cfg_cap + VIRTIO_PCI_CAP_EXTRA;
 
@@ -355,7 +343,7 @@ static void vp_config_read(struct pci_device *d, unsigned off, unsigned len, uin
 	uint32_t boff, blen;
 	uint8_t buf[4] = { 0 };
 
-	if (!touches_data(vp, off, len) || !cfg_window(vp, &bar, &boff, &blen))
+	if (!touches_window_data(vp, off, len) || !cfg_window_target(vp, &bar, &boff, &blen))
 		return;
 	pci_device_bar_read(d, bar, boff, buf, blen);
 	memcpy(&d->cfg[data], buf, sizeof(buf));
@@ -369,7 +357,7 @@ static void vp_config_write(struct pci_device *d, unsigned off, unsigned len, ui
 	uint32_t boff, blen;
 
 	(void)val;
-	if (!touches_data(vp, off, len) || !cfg_window(vp, &bar, &boff, &blen))
+	if (!touches_window_data(vp, off, len) || !cfg_window_target(vp, &bar, &boff, &blen))
 		return;
 	pci_device_bar_write(d, bar, boff, &d->cfg[data], blen);
 }
@@ -384,7 +372,7 @@ static const struct pci_device_ops vp_pci_ops = {
 
 /* ---- Construction ---- */
 
-static int add_vcap(struct pci_device *d, uint8_t type, uint32_t off, uint32_t len,
+static int add_virtio_cap(struct pci_device *d, uint8_t type, uint32_t off, uint32_t len,
 		    unsigned extra)
 {
 	int cap = pci_device_add_cap(d, PCI_CAP_ID_VNDR, VIRTIO_PCI_CAP_LEN + extra);
@@ -399,7 +387,7 @@ static int add_vcap(struct pci_device *d, uint8_t type, uint32_t off, uint32_t l
 	return cap;
 }
 
-static int build_config(struct virtio_pci *vp)
+static int build_config_space(struct virtio_pci *vp)
 {
 	struct pci_device *d = &vp->pci;
 	const struct virtio_device_ops *ops = vp->vdev->ops;
@@ -412,26 +400,26 @@ static int build_config(struct virtio_pci *vp)
 				  VIRTIO_PCI_MSIX_BAR, VIRTIO_PCI_MSIX_PBA_OFF);
 	if (ret < 0)
 		return ret;
-	cap = add_vcap(d, VIRTIO_PCI_CAP_COMMON_CFG, VIRTIO_PCI_COMMON_OFF, VIRTIO_PCI_COMMON_LEN, 0);
+	cap = add_virtio_cap(d, VIRTIO_PCI_CAP_COMMON_CFG, VIRTIO_PCI_COMMON_OFF, VIRTIO_PCI_COMMON_LEN, 0);
 	if (cap < 0)
 		return cap;
-	cap = add_vcap(d, VIRTIO_PCI_CAP_NOTIFY_CFG, VIRTIO_PCI_NOTIFY_OFF,
+	cap = add_virtio_cap(d, VIRTIO_PCI_CAP_NOTIFY_CFG, VIRTIO_PCI_NOTIFY_OFF,
 		       vp->vdev->nr_queues * VIRTIO_PCI_NOTIFY_MULT, 4);
 	if (cap < 0)
 		return cap;
 	pci_cfg_set32(d, cap + VIRTIO_PCI_CAP_EXTRA, VIRTIO_PCI_NOTIFY_MULT);
-	cap = add_vcap(d, VIRTIO_PCI_CAP_ISR_CFG, VIRTIO_PCI_ISR_OFF, VIRTIO_PCI_ISR_LEN, 0);
+	cap = add_virtio_cap(d, VIRTIO_PCI_CAP_ISR_CFG, VIRTIO_PCI_ISR_OFF, VIRTIO_PCI_ISR_LEN, 0);
 	if (cap < 0)
 		return cap;
 	if (ops->config_size) {
 		uint32_t n = ops->config_size < VIRTIO_PCI_REGION_SIZE ?
 			     (uint32_t)ops->config_size : VIRTIO_PCI_REGION_SIZE;
 
-		cap = add_vcap(d, VIRTIO_PCI_CAP_DEVICE_CFG, VIRTIO_PCI_DEVICE_OFF, n, 0);
+		cap = add_virtio_cap(d, VIRTIO_PCI_CAP_DEVICE_CFG, VIRTIO_PCI_DEVICE_OFF, n, 0);
 		if (cap < 0)
 			return cap;
 	}
-	cap = add_vcap(d, VIRTIO_PCI_CAP_PCI_CFG, 0, 0, 4);
+	cap = add_virtio_cap(d, VIRTIO_PCI_CAP_PCI_CFG, 0, 0, 4);
 	if (cap < 0)
 		return cap;
 	vp->cfg_cap = (unsigned)cap;
@@ -469,7 +457,7 @@ int virtio_pci_create(struct pci_host *h, struct virtio_device *vdev, uint32_t p
 	pthread_mutex_lock(&vp->lock);
 	transport_reset(vp);
 	pthread_mutex_unlock(&vp->lock);
-	ret = build_config(vp);
+	ret = build_config_space(vp);
 	if (ret)
 		goto err;
 	vdev->transport = vp;

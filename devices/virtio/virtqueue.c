@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "base/byteorder.h"
+
 /* Offsets inside the rings. */
 #define AVAIL_FLAGS		0
 #define AVAIL_IDX		2
@@ -12,6 +14,10 @@
 #define USED_IDX		2
 #define USED_RING(i)		(4 + 8 * (size_t)(i))
 
+/* The ring words the driver and the device both move are read and written
+ * whole, with atomics (a byte-wise base/byteorder.h access could tear), so
+ * they are converted with le16toh/htole16 and friends; everything else
+ * goes through base/byteorder.h. */
 static inline uint16_t *ring16(uint8_t *base, size_t off)
 {
 	return (uint16_t *)(void *)(base + off);
@@ -97,14 +103,14 @@ struct walk {
 
 static void read_desc(const uint8_t *table, uint32_t i, struct virtq_desc *d)
 {
-	struct virtq_desc raw;
+	uint8_t raw[16];
 
 	/* One copy, then every check and use is on the copy. */
-	memcpy(&raw, table + 16 * (size_t)i, sizeof(raw));
-	d->addr = le64toh(raw.addr);
-	d->len = le32toh(raw.len);
-	d->flags = le16toh(raw.flags);
-	d->next = le16toh(raw.next);
+	memcpy(raw, table + 16 * (size_t)i, sizeof(raw));
+	d->addr = rd64(raw);
+	d->len = rd32(raw + 8);
+	d->flags = rd16(raw + 12);
+	d->next = rd16(raw + 14);
 }
 
 static int add_segment(struct virtqueue *vq, struct vq_chain *c, struct walk *w,

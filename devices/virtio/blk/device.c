@@ -4,7 +4,6 @@
  * the registry descriptor for --disk. */
 #include "devices/virtio/blk/blk.h"
 
-#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -19,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/byteorder.h"
 #include "base/log.h"
 #include "devices/virtio/registry.h"
 #include "devices/worker.h"
@@ -35,7 +35,7 @@ struct blk_dev {
 	struct virtio_device vdev;	/* first: container_of is a cast */
 	struct blk_opts opts;
 	struct blk_geom geom;
-	struct virtio_blk_config cfg;
+	uint8_t cfg[sizeof(struct virtio_blk_config)];	/* as the driver reads it */
 	int fd;
 	struct blk_backend be;
 
@@ -140,7 +140,7 @@ static void req_complete(struct blk_dev *b, struct blk_req *req)
 	req_release(b, req);
 }
 
-static void flush_notify(struct blk_dev *b)
+static void notify_batch(struct blk_dev *b)
 {
 	if (!b->pushed)
 		return;
@@ -241,7 +241,7 @@ fail:
 	return 0;
 }
 
-static void defer(struct blk_dev *b, struct blk_req *req)
+static void defer_request(struct blk_dev *b, struct blk_req *req)
 {
 	req->next = NULL;
 	if (b->deferred_tail)
@@ -301,7 +301,7 @@ static void handle_chain(struct blk_dev *b, struct blk_req *req)
 		return;
 	}
 	if (b->deferred || req_issue(b, req) == -EAGAIN)
-		defer(b, req);
+		defer_request(b, req);
 }
 
 static void process_queue(struct blk_dev *b)
@@ -351,7 +351,7 @@ static void process_queue(struct blk_dev *b)
 out:
 	if (b->be.ops->kick)
 		b->be.ops->kick(&b->be);
-	flush_notify(b);
+	notify_batch(b);
 }
 
 static void finish_io(struct blk_dev *b, struct blk_req *req)
@@ -383,7 +383,7 @@ static void finish_io(struct blk_dev *b, struct blk_req *req)
 }
 
 /* Collect every finished request, push them all, then at most one interrupt. */
-static void reap(struct blk_dev *b)
+static void reap_completions(struct blk_dev *b)
 {
 	struct blk_req *done[BLK_REAP_BATCH];
 	unsigned n;
@@ -395,7 +395,7 @@ static void reap(struct blk_dev *b)
 	} while (n == BLK_REAP_BATCH);
 	/* Completions freed requests and bounce space: carry on. */
 	process_queue(b);
-	flush_notify(b);
+	notify_batch(b);
 }
 
 /* Wait for what is at the backend (bounded by BLK_INFLIGHT_BYTES_MAX).
@@ -409,7 +409,7 @@ static void drain(struct blk_dev *b, bool final)
 
 		if (poll(&pfd, 1, 1000) < 0 && errno != EINTR)
 			break;
-		reap(b);
+		reap_completions(b);
 	}
 	while (final && b->deferred) {
 		struct blk_req *req = b->deferred;
@@ -420,7 +420,7 @@ static void drain(struct blk_dev *b, bool final)
 	}
 	if (final)
 		b->deferred_tail = NULL;
-	flush_notify(b);
+	notify_batch(b);
 	b->draining = false;
 }
 
@@ -439,7 +439,7 @@ static void on_kick(void *opaque, uint32_t events)
 static void on_completion(void *opaque, uint32_t events)
 {
 	(void)events;
-	reap(opaque);
+	reap_completions(opaque);
 }
 
 /* A pause drains what is at the backend; a stop also fails what waited. */
@@ -500,7 +500,7 @@ void blk_get_stats(struct blk_dev *b, struct blk_stats *st)
 
 static void blk_config_read(struct virtio_device *dev, size_t off, void *data, size_t len)
 {
-	memcpy(data, (const uint8_t *)&to_blk(dev)->cfg + off, len);
+	memcpy(data, to_blk(dev)->cfg + off, len);
 }
 
 static void free_reqs(struct blk_dev *b)
@@ -621,23 +621,25 @@ err_errno: {
 }
 }
 
+#define CFG(field)	(b->cfg + offsetof(struct virtio_blk_config, field))
+
 static void fill_config(struct blk_dev *b)
 {
-	struct virtio_blk_config *c = &b->cfg;
-
-	memset(c, 0, sizeof(*c));
-	c->capacity = htole64(b->geom.capacity);
-	c->size_max = htole32(b->geom.size_max);
-	c->seg_max = htole32(b->geom.seg_max);
-	c->blk_size = htole32(BLK_SECTOR_SIZE);
-	c->num_queues = htole16(1);
-	c->max_discard_sectors = htole32(b->geom.dwz_sectors_max);
-	c->max_discard_seg = htole32(b->geom.dwz_seg_max);
-	c->discard_sector_alignment = htole32(8);
-	c->max_write_zeroes_sectors = htole32(b->geom.wz_sectors_max);
-	c->max_write_zeroes_seg = htole32(b->geom.dwz_seg_max);
-	c->write_zeroes_may_unmap = 1;
+	memset(b->cfg, 0, sizeof(b->cfg));
+	wr64(CFG(capacity), b->geom.capacity);
+	wr32(CFG(size_max), b->geom.size_max);
+	wr32(CFG(seg_max), b->geom.seg_max);
+	wr32(CFG(blk_size), BLK_SECTOR_SIZE);
+	wr16(CFG(num_queues), 1);
+	wr32(CFG(max_discard_sectors), b->geom.dwz_sectors_max);
+	wr32(CFG(max_discard_seg), b->geom.dwz_seg_max);
+	wr32(CFG(discard_sector_alignment), 8);
+	wr32(CFG(max_write_zeroes_sectors), b->geom.wz_sectors_max);
+	wr32(CFG(max_write_zeroes_seg), b->geom.dwz_seg_max);
+	*CFG(write_zeroes_may_unmap) = 1;
 }
+
+#undef CFG
 
 int blk_create(struct blk_dev **out, const struct blk_opts *o, const struct guest_mem *gm)
 {

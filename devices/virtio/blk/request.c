@@ -3,12 +3,13 @@
  * execution (the thread pool, and fallbacks of the other backends). */
 #include "devices/virtio/blk/blk.h"
 
-#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "base/byteorder.h"
 
 /* ---- Request parsing ---- */
 
@@ -54,25 +55,21 @@ static int parse_dwz(const struct blk_geom *g, struct vq_chain *c, struct blk_re
 	req->op = discard ? BLK_OP_DISCARD : BLK_OP_WRITE_ZEROES;
 	req->nranges = 0;
 	for (unsigned i = 0; i < nseg; i++) {
-		struct {
-			uint64_t sector;
-			uint32_t num_sectors;
-			uint32_t flags;
-		} seg;
+		uint8_t seg[16];	/* le64 sector, le32 num_sectors, le32 flags */
 		uint32_t flags, num;
 		uint64_t off;
 
-		if (vq_reader_read(c, &seg, sizeof(seg)) != sizeof(seg))
+		if (vq_reader_read(c, seg, sizeof(seg)) != sizeof(seg))
 			return done_status(req, VIRTIO_BLK_S_IOERR);
-		flags = le32toh(seg.flags);
-		num = le32toh(seg.num_sectors);
+		flags = rd32(seg + 12);
+		num = rd32(seg + 8);
 		/* Unknown flags, or unmap on a discard, are unsupported (5.2.6.2). */
 		if (flags & ~(uint32_t)VIRTIO_BLK_DWZ_F_UNMAP ||
 		    (discard && (flags & VIRTIO_BLK_DWZ_F_UNMAP)))
 			return done_status(req, VIRTIO_BLK_S_UNSUPP);
 		if (num > (discard ? g->dwz_sectors_max : g->wz_sectors_max))
 			return done_status(req, VIRTIO_BLK_S_IOERR);
-		if (range_check(g, le64toh(seg.sector), (uint64_t)num << BLK_SECTOR_SHIFT, &off))
+		if (range_check(g, rd64(seg), (uint64_t)num << BLK_SECTOR_SHIFT, &off))
 			return done_status(req, VIRTIO_BLK_S_IOERR);
 		if (num == 0)
 			continue;
@@ -89,11 +86,7 @@ static int parse_dwz(const struct blk_geom *g, struct vq_chain *c, struct blk_re
 
 int blk_parse_request(const struct blk_geom *g, struct vq_chain *c, struct blk_req *req)
 {
-	struct {
-		uint32_t type;
-		uint32_t ioprio;
-		uint64_t sector;
-	} hdr;
+	uint8_t hdr[BLK_HDR_SIZE];	/* le32 type, le32 ioprio, le64 sector */
 	uint64_t sector;
 	size_t data;
 	int n;
@@ -115,13 +108,13 @@ int blk_parse_request(const struct blk_geom *g, struct vq_chain *c, struct blk_r
 	if (!req->status_ptr)
 		return -EINVAL;
 	/* The header is the first 16 device-readable bytes. */
-	if (vq_reader_read(c, &hdr, sizeof(hdr)) != sizeof(hdr))
+	if (vq_reader_read(c, hdr, sizeof(hdr)) != sizeof(hdr))
 		return done_status(req, VIRTIO_BLK_S_IOERR);
-	sector = le64toh(hdr.sector);
+	sector = rd64(hdr + 8);
 	/* Writable bytes before the status byte. */
 	data = vq_writer_remaining(c) - 1;
 
-	switch (le32toh(hdr.type)) {
+	switch (rd32(hdr)) {
 	case VIRTIO_BLK_T_IN:
 		if (data % BLK_SECTOR_SIZE || range_check(g, sector, data, &req->off))
 			return done_status(req, VIRTIO_BLK_S_IOERR);

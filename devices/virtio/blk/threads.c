@@ -34,7 +34,7 @@ struct threads_be {
 	int efd;
 };
 
-static void *worker(void *arg)
+static void *pool_worker(void *arg)
 {
 	struct threads_be *t = arg;
 
@@ -106,7 +106,7 @@ static int threads_init(struct blk_backend *be)
 	t->efd = be->efd;
 	be->priv = t;
 	for (unsigned i = 0; i < BLK_THREADS_MIN; i++) {
-		ret = pthread_create(&t->th[i], NULL, worker, t);
+		ret = pthread_create(&t->th[i], NULL, pool_worker, t);
 		if (ret) {
 			threads_destroy(be);
 			return -ret;
@@ -138,7 +138,7 @@ static int threads_submit(struct blk_backend *be, struct blk_req *req)
 	pthread_cond_signal(&t->cond);
 	pthread_mutex_unlock(&t->lock);
 	/* A failed spawn is harmless: the request waits for a busy worker. */
-	if (grow && pthread_create(&t->th[t->nthreads], NULL, worker, t) == 0)
+	if (grow && pthread_create(&t->th[t->nthreads], NULL, pool_worker, t) == 0)
 		t->nthreads++;
 	return 0;
 }

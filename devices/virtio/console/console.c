@@ -9,7 +9,6 @@
  * one is output only. */
 #include "devices/virtio/console/console.h"
 
-#include <endian.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -17,6 +16,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 
+#include "base/byteorder.h"
 #include "base/log.h"
 #include "devices/chardev/chardev.h"
 #include "devices/virtio/registry.h"
@@ -30,7 +30,7 @@ struct virtio_console {
 	pthread_mutex_t lock;
 	bool active;
 	bool paused;		/* VM paused: queues and guest memory left alone */
-	struct virtio_console_config cfg;
+	uint8_t cfg[sizeof(struct virtio_console_config)];	/* as the driver reads it */
 
 	/* Host input not yet in a guest buffer (ring). */
 	uint8_t *in;
@@ -51,7 +51,7 @@ static struct virtio_console *to_cons(struct virtio_device *dev)
 	return container_of(dev, struct virtio_console, vdev);
 }
 
-static size_t io_write(struct virtio_console *c, const void *buf, size_t len)
+static size_t backend_write(struct virtio_console *c, const void *buf, size_t len)
 {
 	size_t n;
 
@@ -146,7 +146,7 @@ static bool tx_process(struct virtio_console *c)
 		return false;
 	for (;;) {
 		if (c->tx_len) {
-			size_t w = io_write(c, c->tx_buf + c->tx_off, c->tx_len);
+			size_t w = backend_write(c, c->tx_buf + c->tx_off, c->tx_len);
 
 			c->tx_off += w;
 			c->tx_len -= w;
@@ -280,7 +280,7 @@ size_t virtio_console_input_pending(struct virtio_console *c)
 
 static void cons_config_read(struct virtio_device *dev, size_t off, void *data, size_t len)
 {
-	memcpy(data, (const uint8_t *)&to_cons(dev)->cfg + off, len);
+	memcpy(data, to_cons(dev)->cfg + off, len);
 }
 
 static void cons_config_write(struct virtio_device *dev, size_t off, const void *data, size_t len)
@@ -291,7 +291,7 @@ static void cons_config_write(struct virtio_device *dev, size_t off, const void 
 	if (off == VIRTIO_CONSOLE_CFG_EMERG_WR && len >= 1 &&
 	    virtio_dev_has_feature(dev, VIRTIO_CONSOLE_F_EMERG_WRITE)) {
 		pthread_mutex_lock(&c->lock);
-		(void)io_write(c, data, 1);	/* dropped if the backend is full */
+		(void)backend_write(c, data, 1);	/* dropped if the backend is full */
 		pthread_mutex_unlock(&c->lock);
 	}
 }
@@ -342,7 +342,7 @@ int virtio_console_create(struct virtio_console **out, const struct guest_mem *g
 	pthread_mutex_init(&c->lock, NULL);
 	if (io)
 		c->io = *io;
-	c->cfg.max_nr_ports = htole32(1);
+	wr32(c->cfg + VIRTIO_CONSOLE_CFG_MAX_NR_PORTS, 1);
 	/* First: it marks the kick eventfds absent even when it fails. */
 	ret = virtio_dev_init(&c->vdev, &cons_ops, gm, 2, VIRTIO_CONSOLE_QUEUE_SIZE,
 			      VIRTIO_BIT(VIRTIO_CONSOLE_F_EMERG_WRITE) |

@@ -29,7 +29,8 @@ static struct virtio_rng *to_rng(struct virtio_device *dev)
 	return container_of(dev, struct virtio_rng, vdev);
 }
 
-static size_t fill(struct vq_chain *c, size_t want)
+/* Fill up to want writable bytes of c from getrandom(); returns how many. */
+static size_t fill_random(struct vq_chain *c, size_t want)
 {
 	uint8_t buf[RNG_CHUNK];
 	size_t done = 0;
@@ -50,7 +51,7 @@ static size_t fill(struct vq_chain *c, size_t want)
 }
 
 /* Lock held. Returns true when the budget ran out with work left. */
-static bool process(struct virtio_rng *r)
+static bool serve_queue(struct virtio_rng *r)
 {
 	struct virtqueue *vq = virtio_dev_queue(&r->vdev, 0);
 	size_t budget = VIRTIO_RNG_BUDGET;
@@ -84,7 +85,7 @@ static bool process(struct virtio_rng *r)
 				want = VIRTIO_RNG_REQ_MAX;
 			if (want > budget)
 				want = budget;
-			n = fill(&r->chain, want);
+			n = fill_random(&r->chain, want);
 			budget -= want;
 			r->bytes += n;
 			virtqueue_push(vq, r->chain.head, (uint32_t)n);
@@ -108,7 +109,7 @@ bool virtio_rng_kick(struct virtio_rng *r)
 
 	(void)eventfd_read(virtio_dev_kick_fd(&r->vdev, 0), &v);
 	pthread_mutex_lock(&r->lock);
-	more = process(r);
+	more = serve_queue(r);
 	pthread_mutex_unlock(&r->lock);
 	if (more)
 		virtio_dev_queue_notify(&r->vdev, 0);
