@@ -170,7 +170,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct balloon_options o = { 0 };
 	struct device_ctx ctx = { .ops = &machine_ops };
-	struct virtio_balloon *b;
 	struct virtio_device *dev;
 	unsigned ops = 0;
 	uint64_t want;
@@ -190,9 +189,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		want |= VIRTIO_BIT(VIRTIO_BALLOON_F_STATS_VQ);
 	if (data[0] & 8)
 		want |= VIRTIO_BIT(VIRTIO_BALLOON_F_REPORTING);
-	if (balloon_create(&ctx, &o, &b))
+	if (balloon_create(&ctx, &o, &dev))
 		abort();
-	dev = balloon_virtio(b);
 	dev->notify_used = nop_used;
 	dev->notify_config = nop_config;
 	bring_up(dev, want);
@@ -214,10 +212,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 4:
 			/* What the main loop does after reading the kick eventfd;
 			 * a re-kick is served by a later op (or not at all). */
-			(void)balloon_kick(b, op[1] % (dev->nr_queues + 1));
+			balloon_kick(dev, op[1] % (dev->nr_queues + 1));
 			break;
 		case 5:
-			(void)balloon_set_target(b, (uint64_t)rd32(op + 2) << (op[1] % 16));
+			(void)balloon_set_target(dev, (uint64_t)rd32(op + 2) << (op[1] % 16));
 			break;
 		case 6: {
 			uint8_t v[4];
@@ -230,18 +228,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			char err[128];
 			json_t *s;
 
-			balloon_pause(b);
+			balloon_pause(dev);
 			if (op[1] & 1) {
-				s = balloon_save(b);
-				if (!s || balloon_load(b, s, err, sizeof(err)))
+				s = balloon_save(dev);
+				if (!s || balloon_load(dev, s, err, sizeof(err)))
 					abort();
 				json_decref(s);
 			}
-			balloon_resume(b);
+			balloon_resume(dev);
 			break;
 		}
 		case 8:
-			json_decref(balloon_query(b));
+			json_decref(balloon_query(dev));
 			break;
 		case 9:
 			if (op[1] & 1) {
@@ -253,6 +251,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		}
 	}
-	balloon_destroy(b);
+	balloon_destroy(dev);
 	return 0;
 }

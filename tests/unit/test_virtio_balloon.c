@@ -29,7 +29,6 @@
 
 static struct mock_mem mem;
 static struct mock_vq mq[4];
-static struct virtio_balloon *b;
 static struct virtio_device *dev;
 static struct device_ctx ctx;
 static unsigned used_irqs[4], config_irqs, events;
@@ -61,8 +60,7 @@ static const struct device_machine_ops machine_ops = { .emit_event = on_event };
 
 static void make(const struct balloon_options *o)
 {
-	ck_assert_int_eq(balloon_create(&ctx, o, &b), 0);
-	dev = balloon_virtio(b);
+	ck_assert_int_eq(balloon_create(&ctx, o, &dev), 0);
 	dev->notify_used = on_used;
 	dev->notify_config = on_config;
 }
@@ -88,8 +86,8 @@ static void setup(void)
 
 static void teardown(void)
 {
-	balloon_destroy(b);
-	b = NULL;
+	balloon_destroy(dev);
+	dev = NULL;
 	mock_mem_destroy(&mem);
 }
 
@@ -124,7 +122,7 @@ static unsigned serve(void)
 			eventfd_t v;
 
 			if (eventfd_read(virtio_dev_kick_fd(dev, q), &v) == 0 && v) {
-				(void)balloon_kick(b, q);
+				balloon_kick(dev, q);
 				calls++;
 				again = true;
 				ck_assert_uint_lt(calls, 10000);
@@ -137,6 +135,17 @@ static unsigned serve(void)
 static void kick(unsigned q)
 {
 	ck_assert_int_eq(eventfd_write(virtio_dev_kick_fd(dev, q), 1), 0);
+}
+
+/* Did the device kick itself to come back? (The kick stays pending.) */
+static bool rekicked(unsigned q)
+{
+	eventfd_t v;
+
+	if (eventfd_read(virtio_dev_kick_fd(dev, q), &v) || !v)
+		return false;
+	kick(q);
+	return true;
 }
 
 /* A PFN array in guest memory; returns its gpa. */
@@ -195,7 +204,7 @@ static struct balloon_counters counters(void)
 {
 	struct balloon_counters c;
 
-	balloon_get_counters(b, &c);
+	balloon_get_counters(dev, &c);
 	return c;
 }
 
@@ -221,7 +230,7 @@ START_TEST(test_features_queues_config)
 	virtio_dev_config_read(dev, 4, buf, 8);
 	for (unsigned i = 0; i < 8; i++)
 		ck_assert_uint_eq(buf[i], 0);
-	balloon_destroy(b);
+	balloon_destroy(dev);
 
 	make(&o);
 	f = virtio_dev_host_features(dev);
@@ -236,31 +245,31 @@ START_TEST(test_target_and_actual)
 	uint64_t ram = MEM_SIZE;
 	uint8_t byte;
 
-	ck_assert_int_eq(balloon_set_target(b, 0), -EINVAL);
+	ck_assert_int_eq(balloon_set_target(dev, 0), -EINVAL);
 	/* Before DRIVER_OK: stored, no interrupt. */
-	ck_assert_int_eq(balloon_set_target(b, ram - (2 << 20)), 0);
+	ck_assert_int_eq(balloon_set_target(dev, ram - (2 << 20)), 0);
 	ck_assert_uint_eq(cfg32(0), 512);
 	ck_assert_uint_eq(config_irqs, 0);
 	bring_up(ALL, 4);
-	ck_assert_int_eq(balloon_set_target(b, ram - (4 << 20)), 0);
+	ck_assert_int_eq(balloon_set_target(dev, ram - (4 << 20)), 0);
 	ck_assert_uint_eq(cfg32(0), 1024);
-	ck_assert_uint_eq(balloon_target_pages(b), 1024);
+	ck_assert_uint_eq(balloon_target_pages(dev), 1024);
 	ck_assert_uint_eq(config_irqs, 1);
 	/* More than RAM: no balloon. Odd sizes round the balloon down. */
-	ck_assert_int_eq(balloon_set_target(b, ram * 4), 0);
+	ck_assert_int_eq(balloon_set_target(dev, ram * 4), 0);
 	ck_assert_uint_eq(cfg32(0), 0);
-	ck_assert_int_eq(balloon_set_target(b, ram - 4095), 0);
+	ck_assert_int_eq(balloon_set_target(dev, ram - 4095), 0);
 	ck_assert_uint_eq(cfg32(0), 0);
-	ck_assert_int_eq(balloon_set_target(b, 1), 0);
+	ck_assert_int_eq(balloon_set_target(dev, 1), 0);
 	ck_assert_uint_eq(cfg32(0), (ram - 1) / PAGE);
 
 	/* The guest writes actual: one event per change, with RAM minus it. */
-	ck_assert_uint_eq(balloon_actual_bytes(b), ram);
+	ck_assert_uint_eq(balloon_actual_bytes(dev), ram);
 	write_actual(256);
 	ck_assert_uint_eq(cfg32(4), 256);
 	ck_assert_uint_eq(events, 1);
 	ck_assert_int_eq(last_event_actual, (int64_t)(ram - 256 * PAGE));
-	ck_assert_uint_eq(balloon_actual_bytes(b), ram - 256 * PAGE);
+	ck_assert_uint_eq(balloon_actual_bytes(dev), ram - 256 * PAGE);
 	write_actual(256);
 	ck_assert_uint_eq(events, 1);
 	/* One byte at a time, and num_pages is not the guest's to write. */
@@ -274,7 +283,7 @@ START_TEST(test_target_and_actual)
 	/* A balloon bigger than RAM (hostile): actual never goes negative. */
 	write_actual(UINT32_MAX);
 	ck_assert_int_eq(last_event_actual, 0);
-	ck_assert_uint_eq(balloon_actual_bytes(b), 0);
+	ck_assert_uint_eq(balloon_actual_bytes(dev), 0);
 }
 END_TEST
 
@@ -370,9 +379,9 @@ START_TEST(test_budget_resumes_a_long_chain)
 	bring_up(ALL, 4);
 	send_pfns(0, pfns, n);
 	free(pfns);
-	kick(0);
 	/* First callback: the budget, and a re-kick instead of the rest. */
-	ck_assert(balloon_kick(b, 0));
+	balloon_kick(dev, 0);
+	ck_assert(rekicked(0));
 	ck_assert_uint_eq(mock_vq_used_idx(&mq[0]), 0);
 	ck_assert_uint_eq(counters().inflated_pages, BALLOON_PFN_BUDGET);
 	ck_assert_uint_ge(serve(), 1);
@@ -393,8 +402,9 @@ START_TEST(test_pause_cuts_a_long_chain)
 	bring_up(ALL, 4);
 	send_pfns(0, pfns, n);
 	free(pfns);
-	ck_assert(balloon_kick(b, 0));
-	balloon_pause(b);
+	balloon_kick(dev, 0);
+	ck_assert(rekicked(0));
+	balloon_pause(dev);
 	/* Returned at once, nothing in flight; paused kicks do nothing. */
 	ck_assert_uint_eq(mock_vq_used_idx(&mq[0]), 1);
 	ck_assert_uint_eq(counters().cut_chains, 1);
@@ -404,7 +414,7 @@ START_TEST(test_pause_cuts_a_long_chain)
 	serve();
 	ck_assert_uint_eq(mock_vq_used_idx(&mq[0]), 1);
 	ck_assert(all_equal(a, PAGE, 0x11));
-	balloon_resume(b);
+	balloon_resume(dev);
 	serve();
 	ck_assert_uint_eq(mock_vq_used_idx(&mq[0]), 2);
 	ck_assert(all_equal(a, PAGE, 0));
@@ -440,7 +450,7 @@ START_TEST(test_stats)
 	head = send_stats(tags, vals, 5, 7);
 	kick(2);
 	serve();
-	balloon_get_stats(b, &s);
+	balloon_get_stats(dev, &s);
 	ck_assert_uint_eq(s.val[BALLOON_S_MEMFREE], 200);	/* last wins */
 	ck_assert_uint_eq(s.val[BALLOON_S_MEMTOT], 8 << 20);
 	ck_assert_uint_eq(s.have, (1u << BALLOON_S_MEMFREE) | (1u << BALLOON_S_MEMTOT) |
@@ -450,7 +460,7 @@ START_TEST(test_stats)
 	 * asked to kick for the next one (EVENT_IDX: avail_event moved on). */
 	ck_assert_uint_eq(mock_vq_used_idx(&mq[2]), 0);
 	ck_assert_uint_eq(mock_vq_avail_event(&mq[2]), 1);
-	q = balloon_query(b);
+	q = balloon_query(dev);
 	ck_assert_int_eq(json_integer_value(json_object_get(q, "actual")), MEM_SIZE);
 	st = json_object_get(q, "stats");
 	ck_assert_int_eq(json_integer_value(json_object_get(st, "stat-free-memory")), 200);
@@ -465,12 +475,12 @@ START_TEST(test_stats)
 	ck_assert_uint_eq(mock_vq_used_elem(&mq[2], 0).len, 0);
 	ck_assert_uint_eq(used_irqs[2], 1);
 	/* Asking again with nothing held does nothing. */
-	balloon_request_stats(b);
+	balloon_request_stats(dev);
 	ck_assert_uint_eq(mock_vq_used_idx(&mq[2]), 1);
 	head2 = send_stats((uint16_t[]){ BALLOON_S_MEMFREE }, (uint64_t[]){ 300 }, 1, 0);
 	kick(2);
 	serve();
-	balloon_get_stats(b, &s);
+	balloon_get_stats(dev, &s);
 	ck_assert_uint_eq(s.val[BALLOON_S_MEMFREE], 300);
 	ck_assert_uint_eq(counters().stats_updates, 2);
 	/* A second buffer while one is held: the first goes back. */
@@ -479,7 +489,7 @@ START_TEST(test_stats)
 	serve();
 	ck_assert_uint_eq(mock_vq_used_idx(&mq[2]), 2);
 	ck_assert_uint_eq(mock_vq_used_elem(&mq[2], 1).id, head2);
-	balloon_get_stats(b, &s);
+	balloon_get_stats(dev, &s);
 	ck_assert_uint_eq(s.val[BALLOON_S_MEMFREE], 400);
 }
 END_TEST
@@ -583,7 +593,7 @@ START_TEST(test_reset_drops_the_balloon)
 	uint64_t v = 1;
 
 	bring_up(ALL, 4);
-	ck_assert_int_eq(balloon_set_target(b, MEM_SIZE / 2), 0);
+	ck_assert_int_eq(balloon_set_target(dev, MEM_SIZE / 2), 0);
 	send_stats(&t, &v, 1, 0);
 	kick(2);
 	serve();
@@ -595,7 +605,7 @@ START_TEST(test_reset_drops_the_balloon)
 	ck_assert_int_eq(last_event_actual, MEM_SIZE);
 	/* The host's target stays; the held stats buffer is gone with the queue. */
 	ck_assert_uint_eq(cfg32(0), (MEM_SIZE / 2) / PAGE);
-	balloon_request_stats(b);
+	balloon_request_stats(dev);
 	/* Up again: works as new. */
 	bring_up(ALL, 4);
 	send_pfns(0, (uint32_t[]){ (uint32_t)(pages(1, 1) / PAGE) }, 1);
@@ -640,14 +650,14 @@ START_TEST(test_save_load)
 	uint16_t head;
 
 	bring_up(ALL, 4);
-	ck_assert_int_eq(balloon_set_target(b, MEM_SIZE / 2), 0);
+	ck_assert_int_eq(balloon_set_target(dev, MEM_SIZE / 2), 0);
 	head = send_stats(&t, &v, 1, 0);
 	kick(2);
 	serve();
 	ck_assert_uint_eq(virtio_dev_queue(dev, 2)->inflight, 1);
 	write_actual(77);
-	balloon_pause(b);
-	s = balloon_save(b);
+	balloon_pause(dev);
+	s = balloon_save(dev);
 	/* Nothing in flight in a snapshot: the stats buffer went back. */
 	for (unsigned q = 0; q < dev->nr_queues; q++)
 		ck_assert_uint_eq(virtio_dev_queue(dev, q)->inflight, 0);
@@ -656,29 +666,29 @@ START_TEST(test_save_load)
 	ck_assert_int_eq(json_integer_value(json_object_get(s, "actual")), 77);
 	bad = json_deep_copy(s);
 	json_object_set_new(bad, "num-pages", json_integer(1LL << 32));
-	ck_assert_int_eq(balloon_load(b, bad, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(balloon_load(dev, bad, err, sizeof(err)), -EINVAL);
 	ck_assert_ptr_nonnull(strstr(err, "num-pages"));
 	json_object_set_new(bad, "num-pages", json_integer(1));
 	json_object_set_new(bad, "actual", json_integer(-1));
-	ck_assert_int_eq(balloon_load(b, bad, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(balloon_load(dev, bad, err, sizeof(err)), -EINVAL);
 	json_object_del(bad, "actual");
-	ck_assert_int_eq(balloon_load(b, bad, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(balloon_load(dev, bad, err, sizeof(err)), -EINVAL);
 	json_decref(bad);
 	bad = json_string("x");
-	ck_assert_int_eq(balloon_load(b, bad, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(balloon_load(dev, bad, err, sizeof(err)), -EINVAL);
 	json_decref(bad);
 	write_actual(5);
-	ck_assert_int_eq(balloon_set_target(b, MEM_SIZE), 0);
-	ck_assert_int_eq(balloon_load(b, s, err, sizeof(err)), 0);
+	ck_assert_int_eq(balloon_set_target(dev, MEM_SIZE), 0);
+	ck_assert_int_eq(balloon_load(dev, s, err, sizeof(err)), 0);
 	json_decref(s);
 	ck_assert_uint_eq(cfg32(0), (MEM_SIZE / 2) / PAGE);
 	ck_assert_uint_eq(cfg32(4), 77);
 	/* Resume pops the stats buffer again; it goes back on request. */
-	balloon_resume(b);
+	balloon_resume(dev);
 	serve();
 	ck_assert_uint_eq(virtio_dev_queue(dev, 2)->inflight, 1);
 	ck_assert_uint_eq(counters().stats_updates, 2);
-	balloon_request_stats(b);
+	balloon_request_stats(dev);
 	ck_assert_uint_eq(mock_vq_used_idx(&mq[2]), 1);
 	ck_assert_uint_eq(mock_vq_used_elem(&mq[2], 0).id, head);
 }
@@ -692,12 +702,12 @@ START_TEST(test_stats_timer)
 	uint64_t v = 1;
 
 	ck_assert_ptr_nonnull(loop);
-	balloon_destroy(b);
+	balloon_destroy(dev);
 	/* A timer needs a loop. */
-	ck_assert_int_eq(balloon_create(&ctx, &o, &b), -EINVAL);
+	ck_assert_int_eq(balloon_create(&ctx, &o, &dev), -EINVAL);
 	ctx.loop = loop;
 	make(&o);
-	ck_assert_int_eq(balloon_start(b), 0);
+	ck_assert_int_eq(balloon_start(dev), 0);
 	bring_up(ALL, 3);
 	send_stats(&t, &v, 1, 0);
 	kick(2);
@@ -706,9 +716,9 @@ START_TEST(test_stats_timer)
 	for (int i = 0; i < 30 && mock_vq_used_idx(&mq[2]) == 0; i++)
 		ck_assert_int_ge(evloop_run_once(loop, 100), 0);
 	ck_assert_uint_eq(mock_vq_used_idx(&mq[2]), 1);
-	balloon_stop(b);
-	balloon_destroy(b);
-	b = NULL;
+	balloon_stop(dev);
+	balloon_destroy(dev);
+	dev = NULL;
 	evloop_destroy(loop);
 }
 END_TEST
@@ -815,8 +825,8 @@ START_TEST(test_inflate_frees_memfd_pages)
 	ck_assert(all_equal(a, n * PAGE, 0));
 	memset(mock_mem_ptr(&mem, a, PAGE), 1, PAGE);
 	ck_assert_int_eq(fstat(mem.gm.memfd, &after), 0);
-	balloon_destroy(b);
-	b = NULL;
+	balloon_destroy(dev);
+	dev = NULL;
 	gm_destroy(&mem.gm);
 	memset(&mem, 0, sizeof(mem));
 }

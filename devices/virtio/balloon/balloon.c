@@ -21,16 +21,6 @@
 #include "devices/virtio/balloon/internal.h"
 #include "devices/virtio/registry.h"
 
-struct virtio_balloon *balloon_of(struct virtio_device *dev)
-{
-	return container_of(dev, struct virtio_balloon, vdev);
-}
-
-struct virtio_device *balloon_virtio(struct virtio_balloon *b)
-{
-	return &b->vdev;
-}
-
 static uint64_t actual_bytes(const struct virtio_balloon *b, uint32_t pages)
 {
 	uint64_t held = (uint64_t)pages << BALLOON_PAGE_SHIFT;
@@ -114,8 +104,9 @@ static const struct virtio_device_ops balloon_ops = {
 	.reset = balloon_reset,
 };
 
-void balloon_pause(struct virtio_balloon *b)
+void balloon_pause(struct virtio_device *dev)
 {
+	struct virtio_balloon *b = balloon_of(dev);
 	bool in = false, de = false;
 
 	pthread_mutex_lock(&b->lock);
@@ -127,24 +118,27 @@ void balloon_pause(struct virtio_balloon *b)
 	b->paused = true;
 	pthread_mutex_unlock(&b->lock);
 	if (in)
-		virtio_dev_notify_if_needed(&b->vdev, 0);
+		virtio_dev_notify_if_needed(dev, 0);
 	if (de)
-		virtio_dev_notify_if_needed(&b->vdev, 1);
+		virtio_dev_notify_if_needed(dev, 1);
 }
 
-void balloon_resume(struct virtio_balloon *b)
+void balloon_resume(struct virtio_device *dev)
 {
+	struct virtio_balloon *b = balloon_of(dev);
+
 	pthread_mutex_lock(&b->lock);
 	b->paused = false;
 	if (b->stats_wanted)
 		balloon_request_stats_locked(b);
 	pthread_mutex_unlock(&b->lock);
-	for (unsigned q = 0; q < b->vdev.nr_queues; q++)
-		virtio_dev_queue_notify(&b->vdev, q);	/* kicks that came while paused */
+	for (unsigned q = 0; q < dev->nr_queues; q++)
+		virtio_dev_queue_notify(dev, q);	/* kicks that came while paused */
 }
 
-int balloon_set_target(struct virtio_balloon *b, uint64_t bytes)
+int balloon_set_target(struct virtio_device *dev, uint64_t bytes)
 {
+	struct virtio_balloon *b = balloon_of(dev);
 	uint64_t pages;
 	uint8_t st;
 
@@ -156,53 +150,66 @@ int balloon_set_target(struct virtio_balloon *b, uint64_t bytes)
 	if (pages > UINT32_MAX)
 		pages = UINT32_MAX;
 	__atomic_store_n(&b->num_pages, (uint32_t)pages, __ATOMIC_RELEASE);
-	__atomic_fetch_add(&b->vdev.config_generation, 1, __ATOMIC_RELEASE);
-	st = virtio_dev_get_status(&b->vdev);
+	__atomic_fetch_add(&dev->config_generation, 1, __ATOMIC_RELEASE);
+	st = virtio_dev_get_status(dev);
 	if ((st & VIRTIO_STATUS_DRIVER_OK) && !(st & VIRTIO_STATUS_NEEDS_RESET) &&
-	    b->vdev.notify_config)
-		b->vdev.notify_config(&b->vdev);
+	    dev->notify_config)
+		dev->notify_config(dev);
 	return 0;
 }
 
-void balloon_request_stats(struct virtio_balloon *b)
+void balloon_request_stats(struct virtio_device *dev)
 {
+	struct virtio_balloon *b = balloon_of(dev);
+
 	pthread_mutex_lock(&b->lock);
 	balloon_request_stats_locked(b);
 	pthread_mutex_unlock(&b->lock);
 }
 
-uint32_t balloon_target_pages(struct virtio_balloon *b)
+uint32_t balloon_target_pages(struct virtio_device *dev)
 {
+	struct virtio_balloon *b = balloon_of(dev);
+
 	return __atomic_load_n(&b->num_pages, __ATOMIC_ACQUIRE);
 }
 
-uint32_t balloon_actual_pages(struct virtio_balloon *b)
+uint32_t balloon_actual_pages(struct virtio_device *dev)
 {
+	struct virtio_balloon *b = balloon_of(dev);
+
 	return __atomic_load_n(&b->actual, __ATOMIC_ACQUIRE);
 }
 
-uint64_t balloon_actual_bytes(struct virtio_balloon *b)
+uint64_t balloon_actual_bytes(struct virtio_device *dev)
 {
-	return actual_bytes(b, balloon_actual_pages(b));
+	struct virtio_balloon *b = balloon_of(dev);
+
+	return actual_bytes(b, balloon_actual_pages(dev));
 }
 
-void balloon_get_counters(struct virtio_balloon *b, struct balloon_counters *c)
+void balloon_get_counters(struct virtio_device *dev, struct balloon_counters *c)
 {
+	struct virtio_balloon *b = balloon_of(dev);
+
 	pthread_mutex_lock(&b->lock);
 	*c = b->cnt;
 	pthread_mutex_unlock(&b->lock);
 }
 
-void balloon_get_stats(struct virtio_balloon *b, struct balloon_stats *s)
+void balloon_get_stats(struct virtio_device *dev, struct balloon_stats *s)
 {
+	struct virtio_balloon *b = balloon_of(dev);
+
 	pthread_mutex_lock(&b->lock);
 	*s = b->stats;
 	pthread_mutex_unlock(&b->lock);
 }
 
-json_t *balloon_query(struct virtio_balloon *b)
+json_t *balloon_query(struct virtio_device *dev)
 {
-	json_t *r = json_pack("{s:I}", "actual", (json_int_t)balloon_actual_bytes(b));
+	struct virtio_balloon *b = balloon_of(dev);
+	json_t *r = json_pack("{s:I}", "actual", (json_int_t)balloon_actual_bytes(dev));
 	struct balloon_counters c;
 
 	if (!r)
@@ -217,7 +224,7 @@ json_t *balloon_query(struct virtio_balloon *b)
 	pthread_mutex_unlock(&b->lock);
 	json_object_set_new(r, "x-accounting",
 			    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}",
-				      "target-pages", (json_int_t)balloon_target_pages(b),
+				      "target-pages", (json_int_t)balloon_target_pages(dev),
 				      "inflated-pages", (json_int_t)c.inflated_pages,
 				      "deflated-pages", (json_int_t)c.deflated_pages,
 				      "ignored-pfns", (json_int_t)c.ignored_pfns,
@@ -230,18 +237,19 @@ json_t *balloon_query(struct virtio_balloon *b)
 
 /* Paused only. The held stats buffer goes back to the avail ring
  * (nothing may be in flight in a snapshot); resume pops it again. */
-json_t *balloon_save(struct virtio_balloon *b)
+json_t *balloon_save(struct virtio_device *dev)
 {
+	struct virtio_balloon *b = balloon_of(dev);
 	int q;
 
 	pthread_mutex_lock(&b->lock);
 	q = balloon_stats_queue(b);
 	if (b->stats_held && q >= 0)
-		virtqueue_unpop(virtio_dev_queue(&b->vdev, (unsigned)q), 1);
+		virtqueue_unpop(virtio_dev_queue(dev, (unsigned)q), 1);
 	b->stats_held = false;
 	pthread_mutex_unlock(&b->lock);
-	return json_pack("{s:I, s:I}", "num-pages", (json_int_t)balloon_target_pages(b),
-			 "actual", (json_int_t)balloon_actual_pages(b));
+	return json_pack("{s:I, s:I}", "num-pages", (json_int_t)balloon_target_pages(dev),
+			 "actual", (json_int_t)balloon_actual_pages(dev));
 }
 
 static int saved_u32(json_t *saved, const char *key, uint32_t *out, char *err, size_t errlen)
@@ -258,8 +266,9 @@ static int saved_u32(json_t *saved, const char *key, uint32_t *out, char *err, s
 	return 0;
 }
 
-int balloon_load(struct virtio_balloon *b, json_t *saved, char *err, size_t errlen)
+int balloon_load(struct virtio_device *dev, json_t *saved, char *err, size_t errlen)
 {
+	struct virtio_balloon *b = balloon_of(dev);
 	uint32_t num_pages, actual;
 
 	if (!json_is_object(saved)) {
@@ -284,11 +293,12 @@ static void stats_timer(void *opaque, uint32_t events)
 	(void)events;
 	if (read(b->timer_fd, &ticks, sizeof(ticks)) < 0)
 		return;
-	balloon_request_stats(b);
+	balloon_request_stats(&b->vdev);
 }
 
-int balloon_start(struct virtio_balloon *b)
+int balloon_start(struct virtio_device *dev)
 {
+	struct virtio_balloon *b = balloon_of(dev);
 	struct itimerspec its = { 0 };
 	int ret;
 
@@ -301,14 +311,15 @@ int balloon_start(struct virtio_balloon *b)
 	its.it_value.tv_sec = its.it_interval.tv_sec = (time_t)b->opts.stats_interval;
 	if (timerfd_settime(b->timer_fd, 0, &its, NULL) < 0) {
 		ret = -errno;
-		balloon_stop(b);
+		balloon_stop(dev);
 		return ret;
 	}
 	return 0;
 }
 
-void balloon_stop(struct virtio_balloon *b)
+void balloon_stop(struct virtio_device *dev)
 {
+	struct virtio_balloon *b = balloon_of(dev);
 	struct itimerspec off = { 0 };
 
 	if (!b->timer_on_loop)
@@ -320,9 +331,9 @@ void balloon_stop(struct virtio_balloon *b)
 
 /* ---- create, destroy ---- */
 
-int balloon_create(const struct device_ctx *ctx, const struct balloon_options *opts,
-		   struct virtio_balloon **out)
+int balloon_create(struct device_ctx *ctx, const void *options, struct virtio_device **out)
 {
+	const struct balloon_options *opts = options;
 	uint64_t features = VIRTIO_BIT(VIRTIO_RING_F_EVENT_IDX) |
 			    VIRTIO_BIT(VIRTIO_RING_F_INDIRECT_DESC) |
 			    VIRTIO_BIT(VIRTIO_BALLOON_F_STATS_VQ);
@@ -344,9 +355,9 @@ int balloon_create(const struct device_ctx *ctx, const struct balloon_options *o
 	pthread_mutex_init(&b->lock, NULL);
 	if (opts->deflate_on_oom)
 		features |= VIRTIO_BIT(VIRTIO_BALLOON_F_DEFLATE_ON_OOM);
-	if (opts->free_page_reporting && !b->discard)
+	if (opts->free_page_reporting && !b->discard) {
 		log_warn("virtio-balloon: free-page-reporting is off with hugepages");
-	else if (opts->free_page_reporting) {
+	} else if (opts->free_page_reporting) {
 		features |= VIRTIO_BIT(VIRTIO_BALLOON_F_REPORTING);
 		nr_queues++;
 	}
@@ -365,21 +376,24 @@ int balloon_create(const struct device_ctx *ctx, const struct balloon_options *o
 			goto err;
 		}
 	}
-	*out = b;
+	*out = &b->vdev;
 	return 0;
 err:
-	balloon_destroy(b);
+	balloon_destroy(&b->vdev);
 	return ret;
 }
 
-void balloon_destroy(struct virtio_balloon *b)
+void balloon_destroy(struct virtio_device *dev)
 {
-	if (!b)
+	struct virtio_balloon *b;
+
+	if (!dev)
 		return;
-	balloon_stop(b);
+	b = balloon_of(dev);
+	balloon_stop(dev);
 	if (b->timer_fd >= 0)
 		close(b->timer_fd);
-	virtio_dev_destroy(&b->vdev);
+	virtio_dev_destroy(dev);
 	pthread_mutex_destroy(&b->lock);
 	free(b);
 }
@@ -410,70 +424,21 @@ static struct dev_option_table balloon_table = {
 	.nr_opts = DEV_OPT_COUNT(balloon_option_list),
 };
 
-static int dev_create(struct device_ctx *ctx, const void *opts, struct virtio_device **out)
-{
-	struct virtio_balloon *b;
-	int ret = balloon_create(ctx, opts, &b);
-
-	*out = ret ? NULL : &b->vdev;
-	return ret;
-}
-
-static int dev_start(struct virtio_device *dev)
-{
-	return balloon_start(balloon_of(dev));
-}
-
-static void dev_stop(struct virtio_device *dev)
-{
-	balloon_stop(balloon_of(dev));
-}
-
-static void dev_destroy(struct virtio_device *dev)
-{
-	balloon_destroy(balloon_of(dev));
-}
-
-static void dev_kick(struct virtio_device *dev, unsigned q)
-{
-	(void)balloon_kick(balloon_of(dev), q);
-}
-
-static void dev_pause(struct virtio_device *dev)
-{
-	balloon_pause(balloon_of(dev));
-}
-
-static void dev_resume(struct virtio_device *dev)
-{
-	balloon_resume(balloon_of(dev));
-}
-
-static json_t *dev_save(struct virtio_device *dev)
-{
-	return balloon_save(balloon_of(dev));
-}
-
-static int dev_load(struct virtio_device *dev, json_t *saved, char *err, size_t errlen)
-{
-	return balloon_load(balloon_of(dev), saved, err, errlen);
-}
-
 static struct virtio_device_desc balloon_desc = {
 	.name = "virtio-balloon",
 	.device_id = VIRTIO_ID_BALLOON,
 	.pci_class = VIRTIO_BALLOON_PCI_CLASS,
 	.options = &balloon_table,
 	.io = VIRTIO_IO_MAIN_LOOP,
-	.create = dev_create,
-	.start = dev_start,
-	.stop = dev_stop,
-	.destroy = dev_destroy,
-	.kick = dev_kick,
-	.pause = dev_pause,
-	.resume = dev_resume,
-	.save = dev_save,
-	.load = dev_load,
+	.create = balloon_create,
+	.start = balloon_start,
+	.stop = balloon_stop,
+	.destroy = balloon_destroy,
+	.kick = balloon_kick,
+	.pause = balloon_pause,
+	.resume = balloon_resume,
+	.save = balloon_save,
+	.load = balloon_load,
 	.qmp = balloon_qmp_commands,
 };
 VIRTIO_DEVICE_REGISTER(balloon_desc);

@@ -85,44 +85,40 @@ struct balloon_counters {
 	uint64_t cut_chains;		/* chains cut short by a pause or reset */
 };
 
-struct virtio_balloon;
-
-/* ctx is copied (its pointers must outlive the device). ctx->loop may be
- * NULL (tests) when stats_interval is 0. */
-int balloon_create(const struct device_ctx *ctx, const struct balloon_options *opts,
-		   struct virtio_balloon **out) __attribute__((warn_unused_result));
-void balloon_destroy(struct virtio_balloon *b);
-struct virtio_device *balloon_virtio(struct virtio_balloon *b);
-struct virtio_balloon *balloon_of(struct virtio_device *dev);
-
+/* The device's handle is its struct virtio_device; these are the registry's
+ * hooks (struct virtio_device_desc) and what QMP, tests and the fuzzer call.
+ * create: ctx is copied (its pointers must outlive the device); ctx->loop
+ * may be NULL (tests) when stats_interval is 0. */
+int balloon_create(struct device_ctx *ctx, const void *opts, struct virtio_device **out)
+	__attribute__((warn_unused_result));
+void balloon_destroy(struct virtio_device *dev);
 /* Start/stop the stats timer on the main loop (stats_interval > 0). */
-int balloon_start(struct virtio_balloon *b) __attribute__((warn_unused_result));
-void balloon_stop(struct virtio_balloon *b);
-
-/* Queue q was kicked (its eventfd already read): serve it. Returns true when
- * the budget ran out with work left (the queue's kick eventfd is then
- * written again, so the main loop comes back). */
-bool balloon_kick(struct virtio_balloon *b, unsigned q);
-void balloon_pause(struct virtio_balloon *b);
-void balloon_resume(struct virtio_balloon *b);
-struct json_t *balloon_save(struct virtio_balloon *b);
-int balloon_load(struct virtio_balloon *b, struct json_t *saved, char *err, size_t errlen);
+int balloon_start(struct virtio_device *dev) __attribute__((warn_unused_result));
+void balloon_stop(struct virtio_device *dev);
+/* Queue q was kicked (its eventfd already read): serve it. When the budget
+ * runs out with work left, the queue's kick eventfd is written again so
+ * the main loop comes back after its other work. */
+void balloon_kick(struct virtio_device *dev, unsigned q);
+void balloon_pause(struct virtio_device *dev);
+void balloon_resume(struct virtio_device *dev);
+struct json_t *balloon_save(struct virtio_device *dev);
+int balloon_load(struct virtio_device *dev, struct json_t *saved, char *err, size_t errlen);
 
 /* QMP `balloon`: the guest should have `bytes` of memory (clamped to RAM).
  * -EINVAL for 0. */
-int balloon_set_target(struct virtio_balloon *b, uint64_t bytes);
+int balloon_set_target(struct virtio_device *dev, uint64_t bytes);
 /* QMP `query-balloon`: {"actual": bytes} plus the last stats; asks the guest
  * for new stats. A new reference. */
-struct json_t *balloon_query(struct virtio_balloon *b);
+struct json_t *balloon_query(struct virtio_device *dev);
 /* Hand the held stats buffer back to the guest so it sends fresh stats. */
-void balloon_request_stats(struct virtio_balloon *b);
+void balloon_request_stats(struct virtio_device *dev);
 
-void balloon_get_counters(struct virtio_balloon *b, struct balloon_counters *c);
-void balloon_get_stats(struct virtio_balloon *b, struct balloon_stats *s);
-uint32_t balloon_target_pages(struct virtio_balloon *b);
-uint32_t balloon_actual_pages(struct virtio_balloon *b);
+void balloon_get_counters(struct virtio_device *dev, struct balloon_counters *c);
+void balloon_get_stats(struct virtio_device *dev, struct balloon_stats *s);
+uint32_t balloon_target_pages(struct virtio_device *dev);
+uint32_t balloon_actual_pages(struct virtio_device *dev);
 /* Guest memory minus the balloon (what query-balloon calls actual). */
-uint64_t balloon_actual_bytes(struct virtio_balloon *b);
+uint64_t balloon_actual_bytes(struct virtio_device *dev);
 
 /* stats.c: parse a stats buffer (whole 10-byte entries; unknown tags are
  * skipped) into s. Returns the number of entries applied. */

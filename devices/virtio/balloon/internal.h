@@ -10,6 +10,7 @@
 
 #include "devices/device.h"
 #include "devices/virtio/balloon/balloon.h"
+#include "devices/virtio/registry.h"
 #include "devices/virtio/virtio.h"
 
 enum balloon_role { ROLE_NONE, ROLE_INFLATE, ROLE_DEFLATE, ROLE_STATS, ROLE_REPORTING };
@@ -48,6 +49,11 @@ struct virtio_balloon {
 	int timer_fd;
 	bool timer_on_loop;
 };
+
+static inline struct virtio_balloon *balloon_of(struct virtio_device *dev)
+{
+	return container_of(dev, struct virtio_balloon, vdev);
+}
 
 /* queues.c */
 enum balloon_role balloon_queue_role(const struct virtio_balloon *b, unsigned q);

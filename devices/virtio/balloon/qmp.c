@@ -13,7 +13,8 @@
 
 #include "devices/virtio/registry.h"
 
-static struct virtio_balloon *the_balloon(void *state, char *err, size_t errlen)
+/* The one balloon (max_instances 1), or NULL with QEMU's error. */
+static struct virtio_device *the_balloon(void *state, char *err, size_t errlen)
 {
 	struct virtio_set *set = state;
 
@@ -21,12 +22,12 @@ static struct virtio_balloon *the_balloon(void *state, char *err, size_t errlen)
 		snprintf(err, errlen, "No balloon device has been activated");
 		return NULL;
 	}
-	return balloon_of(virtio_set_device(set, 0));
+	return virtio_set_device(set, 0);
 }
 
 static int qmp_balloon(void *state, json_t *args, json_t **ret, char *err, size_t errlen)
 {
-	struct virtio_balloon *b = the_balloon(state, err, errlen);
+	struct virtio_device *b = the_balloon(state, err, errlen);
 	json_t *value = json_object_get(args, "value");
 	const char *key;
 	json_t *v;
@@ -43,7 +44,8 @@ static int qmp_balloon(void *state, json_t *args, json_t **ret, char *err, size_
 		snprintf(err, errlen, "Parameter 'value' is missing or not an integer");
 		return -EINVAL;
 	}
-	if (json_integer_value(value) <= 0 || balloon_set_target(b, (uint64_t)json_integer_value(value))) {
+	if (json_integer_value(value) <= 0 ||
+	    balloon_set_target(b, (uint64_t)json_integer_value(value))) {
 		snprintf(err, errlen, "Parameter 'value' expects a size");
 		return -EINVAL;
 	}
@@ -53,7 +55,7 @@ static int qmp_balloon(void *state, json_t *args, json_t **ret, char *err, size_
 
 static int qmp_query_balloon(void *state, json_t *args, json_t **ret, char *err, size_t errlen)
 {
-	struct virtio_balloon *b = the_balloon(state, err, errlen);
+	struct virtio_device *b = the_balloon(state, err, errlen);
 
 	(void)args;
 	if (!b)

@@ -317,13 +317,14 @@ out:
 	return more;
 }
 
-bool balloon_kick(struct virtio_balloon *b, unsigned q)
+void balloon_kick(struct virtio_device *dev, unsigned q)
 {
-	struct virtqueue *vq = virtio_dev_queue(&b->vdev, q);
+	struct virtio_balloon *b = balloon_of(dev);
+	struct virtqueue *vq = virtio_dev_queue(dev, q);
 	bool more = false;
 
 	if (!vq)
-		return false;
+		return;
 	pthread_mutex_lock(&b->lock);
 	if (b->active && !b->paused && vq->ready) {
 		switch (balloon_queue_role(b, q)) {
@@ -344,7 +345,7 @@ bool balloon_kick(struct virtio_balloon *b, unsigned q)
 		}
 	}
 	pthread_mutex_unlock(&b->lock);
+	/* Out of budget: come back after the main loop's other work. */
 	if (more)
-		virtio_dev_queue_notify(&b->vdev, q);
-	return more;
+		virtio_dev_queue_notify(dev, q);
 }
