@@ -109,27 +109,33 @@ static int capture_msrs(struct vcpu_job *job, struct vcpu *vcpu, struct snap_vcp
 	return 0;
 }
 
-/* The vCPU's CPUID table (malloc'd). KVM_GET_CPUID2 reports the count only
- * when the buffer is too small, so ask with none first. */
+/* The vCPU's CPUID table (malloc'd). Older kernels (6.1) neither report
+ * the count on success (nent stays what was passed) nor copy it back with
+ * E2BIG, so the buffer starts as all-ones entries, which no real entry is,
+ * and the table ends at the first one still untouched. */
 static int get_vcpu_cpuid(struct kvm_vcpu_fd *fd, struct kvm_cpuid2 **out)
 {
-	struct kvm_cpuid2 probe = { .nent = 0 }, *c;
-	int ret = kvm_get_cpuid2(fd, &probe);
+	size_t esize = sizeof(struct kvm_cpuid_entry2);
+	struct kvm_cpuid2 *c = malloc(sizeof(*c) + SNAP_MAX_CPUID * esize);
+	uint8_t ones[sizeof(struct kvm_cpuid_entry2)];
+	unsigned n = 0;
+	int ret;
 
 	*out = NULL;
-	if (ret < 0 && ret != -E2BIG)
-		return ret;
-	if (probe.nent > SNAP_MAX_CPUID)
-		return -E2BIG;
-	c = calloc(1, sizeof(*c) + (probe.nent + 1) * sizeof(c->entries[0]));
 	if (!c)
 		return -ENOMEM;
-	c->nent = probe.nent;
-	ret = probe.nent ? kvm_get_cpuid2(fd, c) : 0;
+	memset(c, 0xff, sizeof(*c) + SNAP_MAX_CPUID * esize);
+	memset(ones, 0xff, sizeof(ones));
+	c->nent = SNAP_MAX_CPUID;
+	c->padding = 0;
+	ret = kvm_get_cpuid2(fd, c);
 	if (ret < 0) {
 		free(c);
 		return ret;
 	}
+	while (n < SNAP_MAX_CPUID && n < c->nent && memcmp(&c->entries[n], ones, esize))
+		n++;
+	c->nent = n;
 	*out = c;
 	return 0;
 }
