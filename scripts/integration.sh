@@ -43,6 +43,15 @@ SHARDS=${EMBER_NESTED_SHARDS:-$(nproc)}
 [ "$SHARDS" -gt 4 ] && SHARDS=4
 mapfile -t names < <(cd "$BUILD" && ctest -N -L integration "$@" | sed -n 's/^ *Test *#[0-9]*: //p' | grep -v '^linux/build-guest$')
 echo "integration: $why; running the ${#names[@]} tests in $SHARDS nested-KVM L1s (scripts/nested-kvm.sh; about 10 minutes)"
+# One nested run at a time on a machine: L1s are TCG-emulated and starve
+# each other (soft lockups) when several runs share a few host CPUs.
+exec 9>"${EMBER_NESTED_LOCK:-/var/tmp/ember-nested.lock}"
+if ! flock -n 9; then
+	echo "integration: waiting for another nested run on this machine to finish"
+	flock 9
+fi
+[ "${#names[@]}" -lt "$SHARDS" ] && SHARDS=${#names[@]}
+[ "$SHARDS" -lt 1 ] && SHARDS=1
 LOGS=$(mktemp -d "${TMPDIR:-/tmp}/ember-integration.XXXXXX")
 trap 'rm -rf "$LOGS"' EXIT
 run_shard() { # shard-index -> status; log in $LOGS/shard<i>.log
