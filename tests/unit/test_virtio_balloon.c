@@ -340,7 +340,7 @@ START_TEST(test_hostile_pfns_ignored)
 		UINT32_MAX,			/* 16 TiB */
 		(uint32_t)(a / PAGE),		/* the one good page */
 	};
-	struct mock_buf odd;
+	struct mock_buf odd = { 0 };
 	struct balloon_counters cnt;
 
 	memset(mock_mem_ptr(&mem, last, PAGE), 0x77, PAGE);
