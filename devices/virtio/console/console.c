@@ -471,7 +471,8 @@ static int console_create(struct device_ctx *ctx, const void *opts, struct virti
 	const struct console_options *o = opts;
 	struct virtio_console_io io;
 	struct console_host *h;
-	struct vm_config ccfg;
+	enum console_kind kind;
+	const char *path;
 	unsigned errors;
 	int ret;
 
@@ -490,14 +491,12 @@ static int console_create(struct device_ctx *ctx, const void *opts, struct virti
 		free(h);
 		return ret;
 	}
-	/* The chardev picks its backend as the serial console does. */
-	ccfg = *ctx->cfg;
-	if (parse_backend(o->backend, &ccfg.console, &ccfg.console_path)) {
+	if (parse_backend(o->backend, &kind, &path)) {
 		ret = -EINVAL;
 		goto err;
 	}
 	errors = log_error_count();
-	h->chr = chardev_create(&ccfg, ctx->loop, host_input, host_quit, h, &ret);
+	h->chr = chardev_open(kind, path, ctx->loop, host_input, host_quit, h, &ret);
 	if (!h->chr) {
 		if (log_error_count() == errors)	/* else the chardev said why */
 			virtio_create_error("backend %s: %s", o->backend, strerror(-ret));
