@@ -12,7 +12,6 @@
 #define SNAP_LAPIC_BASE		0xFEE00000ULL
 #define SNAP_IOAPIC_BASE	0xFEC00000ULL
 #define MSR_IA32_TSC		0x10
-#define APIC_BASE_X2APIC	(1ULL << 10)
 #define APIC_BASE_BSP		(1ULL << 8)
 #define APIC_REG_ID		0x20
 #define TSC_KHZ_MAX		(10u * 1000 * 1000)	/* 10 GHz */
@@ -671,9 +670,10 @@ static int check_vcpu(struct parser *p, const struct snap_vcpu *v, unsigned inde
 {
 	uint32_t id;
 
+	/* Without KVM_CAP_X2APIC_API (Ember does not enable it) KVM keeps the
+	 * ID in the xAPIC place, bits 31:24, in x2APIC mode too. */
 	memcpy(&id, &v->lapic.regs[APIC_REG_ID], 4);
-	if (!(v->sregs.apic_base & APIC_BASE_X2APIC))
-		id >>= 24;
+	id >>= 24;
 	if (id != index) {
 		p->type = SNAP_SEC_LAPIC;
 		p->index = index;
