@@ -907,6 +907,22 @@ START_TEST(test_ctrl_bad_commands)
 }
 END_TEST
 
+/* With EVENT_IDX the driver kicks only past avail_event: the device must
+ * move it forward after every batch, or the second command never comes. */
+START_TEST(test_ctrl_event_idx_kicks)
+{
+	uint8_t on = 0;
+
+	create(1, NULL);
+	bring_up(BASIC | VIRTIO_BIT(VIRTIO_RING_F_EVENT_IDX), 1);
+	for (unsigned i = 0; i < 3; i++) {
+		ck_assert_uint_eq(ctrl(VIRTIO_NET_CTRL_RX, VIRTIO_NET_CTRL_RX_PROMISC, &on, 1),
+				  VIRTIO_NET_OK);
+		ck_assert_uint_eq(mock_vq_avail_event(&ctrlq), i + 1);
+	}
+}
+END_TEST
+
 START_TEST(test_ctrl_malformed_chain)
 {
 	uint64_t h = mock_mem_alloc(&mem, 2, 16);
@@ -1080,6 +1096,7 @@ static Suite *net_suite(void)
 	tcase_add_test(tc, test_rx_link_down_drains);
 	tcase_add_test(tc, test_ctrl_rx_filter);
 	tcase_add_test(tc, test_ctrl_bad_commands);
+	tcase_add_test(tc, test_ctrl_event_idx_kicks);
 	tcase_add_test(tc, test_ctrl_malformed_chain);
 	tcase_add_test(tc, test_ctrl_guest_offloads);
 	tcase_add_test(tc, test_multiqueue);

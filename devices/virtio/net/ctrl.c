@@ -203,15 +203,25 @@ static void ctrl_serve(struct net_dev *n)
 {
 	struct virtqueue *vq = virtio_dev_queue(&n->vdev, n->ctrl_q);
 	struct vq_chain *c = n->ctrl_chain;
+	unsigned budget = NET_BUDGET;
 	bool pushed = false;
 
-	for (unsigned budget = NET_BUDGET; budget; budget--) {
+	for (;;) {
 		uint8_t hdr[2], ack;
 		size_t len;
-		int ret = virtqueue_pop(vq, c);
+		int ret;
 
-		if (ret == 0)
+		if (!budget--) {
+			virtio_dev_queue_notify(&n->vdev, n->ctrl_q);	/* come back */
 			break;
+		}
+		ret = virtqueue_pop(vq, c);
+		if (ret == 0) {
+			/* Ask for the next kick (with EVENT_IDX: avail_event). */
+			if (virtqueue_enable_notify(vq))
+				continue;
+			break;
+		}
 		if (ret < 0) {
 			virtio_dev_queue_error(&n->vdev, n->ctrl_q, ret);
 			return;
@@ -234,8 +244,6 @@ static void ctrl_serve(struct net_dev *n)
 		virtqueue_push(vq, c->head, 1);
 		pushed = true;
 	}
-	if (virtqueue_has_work(vq))
-		virtio_dev_queue_notify(&n->vdev, n->ctrl_q);	/* budget spent: come back */
 	if (pushed)
 		virtio_dev_notify_if_needed(&n->vdev, n->ctrl_q);
 }
