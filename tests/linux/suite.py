@@ -595,10 +595,10 @@ def test_snapshot(tmpd):
     devs = ["--disk", "path=%s,serial=EMBER-SNAP" % disk, "--rng", "--virtio-console", "stdio"]
     guests = []
 
-    def start(sub, extra=()):
+    def start(sub, extra=(), **overrides):
         d = os.path.join(tmpd, sub)
         os.makedirs(d, exist_ok=True)
-        g = Guest(d, "snapshot", extra=devs + list(extra), **common)
+        g = Guest(d, "snapshot", extra=devs + list(extra), **dict(common, **overrides))
         g.drain = Drain(g.proc)
         guests.append(g)
         return g
@@ -639,28 +639,21 @@ def test_snapshot(tmpd):
         need(st.st_blocks * 512 < st.st_size, "the memory file is not sparse")
 
         # Refusals: one line each, exit status 1, before any guest runs.
-        def refused(sub, extra, want):
-            g = start(sub, ["--restore", snapdir] + list(extra))
+        def refused(sub, want, **overrides):
+            g = start(sub, ["--restore", snapdir], **overrides)
             rc = g.wait_exit(60)
             err = open(g.logpath).read()
             need(rc == 1 and want in err, "%s: status %d, stderr %r (wanted '%s')" % (sub, rc, err[-400:], want))
-            lines = [l for l in err.splitlines() if l.strip()]
+            lines = [ln for ln in err.splitlines() if ln.strip()]
             need(len(lines) == 1, "%s: more than one line: %r" % (sub, err[-400:]))
             guests.remove(g)
             g.kill()
-        saved_common = dict(common)
-        common["memory"] = "128M"
-        refused("bad-memory", [], "taken with 256 MiB of RAM")
-        common.update(saved_common)
-        common["model"] = "host"
-        refused("bad-model", [], "--cpu-model baseline")
-        common.update(saved_common)
-        common["cpus"] = 1
-        refused("bad-cpus", [], "taken with 2 vCPUs")
-        common.update(saved_common)
+        refused("bad-memory", "taken with 256 MiB of RAM", memory="128M")
+        refused("bad-model", "--cpu-model baseline", model="host")
+        refused("bad-cpus", "taken with 2 vCPUs", cpus=1)
         with open(disk, "ab") as f:
             f.truncate((64 << 20) + 4096)
-        refused("bad-disk", [], "bytes, it was")
+        refused("bad-disk", "bytes, it was")
         with open(disk, "ab") as f:
             f.truncate(64 << 20)
         corrupt = os.path.join(tmpd, "corrupt")
