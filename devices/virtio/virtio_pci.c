@@ -22,6 +22,12 @@ struct virtio_pci {
 	uint16_t msix_config;		/* atomic: read by notify paths */
 	uint16_t queue_vector[VIRTIO_MAX_QUEUES];	/* atomic */
 	unsigned nvec;
+	/* For kernel backends (vdev->call_fd_changed set): each vector's
+	 * irqfd, and whether signalling it delivers the vector right now
+	 * (the MSI-X mask notifier's word). */
+	int vec_efd[VIRTIO_MAX_QUEUES + 1];
+	bool vec_direct[VIRTIO_MAX_QUEUES + 1];		/* atomic */
+	bool mask_notifier;
 
 	pthread_mutex_t isr_lock;	/* ISR and the INTx level move together */
 	uint8_t isr;
@@ -88,6 +94,48 @@ static void vp_notify_config(struct virtio_device *vdev)
 			  VIRTIO_PCI_ISR_CONFIG);
 }
 
+/* ---- Kernel backends: queue q's call eventfd (virtio.h) ---- */
+
+static int vp_call_fd(struct virtio_device *vdev, unsigned q)
+{
+	struct virtio_pci *vp = vdev->transport;
+	uint16_t vec;
+
+	if (!vp || q >= vdev->nr_queues)
+		return -1;
+	vec = __atomic_load_n(&vp->queue_vector[q], __ATOMIC_ACQUIRE);
+	if (vec >= vp->nvec || !__atomic_load_n(&vp->vec_direct[vec], __ATOMIC_ACQUIRE))
+		return -1;
+	return vp->vec_efd[vec];
+}
+
+/* Tell the device which queues' call fd may have changed: those on
+ * vector vec, or all of them (vec NO_VECTOR). */
+static void call_fds_changed(struct virtio_pci *vp, uint16_t vec)
+{
+	struct virtio_device *vdev = vp->vdev;
+
+	if (!vdev->call_fd_changed)
+		return;
+	for (unsigned q = 0; q < vdev->nr_queues; q++)
+		if (vec == VIRTIO_MSI_NO_VECTOR ||
+		    __atomic_load_n(&vp->queue_vector[q], __ATOMIC_ACQUIRE) == vec)
+			vdev->call_fd_changed(vdev, q);
+}
+
+/* The MSI-X lock is held: no pci_msix_* from here (vec_efd is cached). */
+static void vp_vector_mask(void *opaque, struct pci_device *d, unsigned vec, bool masked)
+{
+	struct virtio_pci *vp = opaque;
+
+	(void)d;
+	if (vec >= vp->nvec)
+		return;
+	__atomic_store_n(&vp->vec_direct[vec], !masked && vp->vec_efd[vec] >= 0,
+			 __ATOMIC_RELEASE);
+	call_fds_changed(vp, (uint16_t)vec);
+}
+
 /* ---- Common configuration ---- */
 
 #define REG(off, len)	((off) << 4 | (len))	/* a register by offset and width */
@@ -108,6 +156,7 @@ static void transport_reset(struct virtio_pci *vp)
 	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++)
 		__atomic_store_n(&vp->queue_vector[q], VIRTIO_MSI_NO_VECTOR, __ATOMIC_RELEASE);
 	(void)read_isr(vp);
+	call_fds_changed(vp, VIRTIO_MSI_NO_VECTOR);
 }
 
 static void common_read(struct virtio_pci *vp, uint64_t off, void *data, unsigned len)
@@ -214,6 +263,8 @@ static void common_write(struct virtio_pci *vp, uint64_t off, const void *data, 
 	case REG(VIRTIO_PCI_COMMON_Q_MSIX, 2):
 		__atomic_store_n(&vp->queue_vector[vp->queue_sel], valid_vector(vp, v),
 				 __ATOMIC_RELEASE);
+		if (vdev->call_fd_changed)
+			vdev->call_fd_changed(vdev, vp->queue_sel);
 		break;
 	case REG(VIRTIO_PCI_COMMON_Q_ENABLE, 2):
 		if (v == 1)
@@ -466,6 +517,15 @@ int virtio_pci_create(struct pci_host *h, struct virtio_device *vdev, uint32_t p
 	ret = pci_register_device(h, &vp->pci);
 	if (ret < 0)
 		goto err;
+	if (vdev->call_fd_changed) {
+		/* The eventfds are stable while registered; the notifier
+		 * reports every vector's state at once. */
+		for (unsigned v = 0; v < vp->nvec; v++)
+			vp->vec_efd[v] = pci_msix_vector_eventfd(&vp->pci, v);
+		vdev->call_fd = vp_call_fd;
+		pci_msix_set_mask_notifier(&vp->pci, vp_vector_mask, vp);
+		vp->mask_notifier = true;
+	}
 	log_debug("%s: PCI 00:%02x.0, BAR0 0x%llx, BAR2 0x%llx, INTA GSI %u", vp->pci.name,
 		  vp->pci.slot, (unsigned long long)vp->pci.bars[VIRTIO_PCI_BAR].default_addr,
 		  (unsigned long long)vp->pci.bars[VIRTIO_PCI_MSIX_BAR].default_addr, vp->pci.gsi);
@@ -486,6 +546,9 @@ void virtio_pci_destroy(struct virtio_pci *vp)
 {
 	if (!vp)
 		return;
+	if (vp->mask_notifier)
+		pci_msix_set_mask_notifier(&vp->pci, NULL, NULL);
+	vp->vdev->call_fd = NULL;
 	pci_unregister_device(&vp->pci);
 	vp->vdev->transport = NULL;
 	vp->vdev->notify_used = NULL;
@@ -597,6 +660,7 @@ int virtio_pci_load(struct virtio_pci *vp, json_t *saved, char *err, size_t errl
 	__atomic_store_n(&vp->msix_config, msix_config, __ATOMIC_RELEASE);
 	for (unsigned q = 0; q < nq; q++)
 		__atomic_store_n(&vp->queue_vector[q], vectors[q], __ATOMIC_RELEASE);
+	call_fds_changed(vp, VIRTIO_MSI_NO_VECTOR);
 	pthread_mutex_unlock(&vp->lock);
 	if (isr)
 		raise_isr(vp, (uint8_t)isr);

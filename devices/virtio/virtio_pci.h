@@ -18,7 +18,11 @@
  *
  * Interrupts: with MSI-X enabled, the vector in msix_config /
  * queue_msix_vector (NO_VECTOR: none); otherwise the ISR bit (1 queue,
- * 2 config) and INTA, level-triggered until the ISR is read.
+ * 2 config) and INTA, level-triggered until the ISR is read. For a device
+ * with a kernel backend (vhost: vdev->call_fd_changed set before create)
+ * the transport sets vdev->call_fd, queue q's vector irqfd while that
+ * vector is direct (unmasked, routed), and calls call_fd_changed on every
+ * vector assignment, mask change and reset (the MSI-X mask notifier).
  *
  * Register rules: feature acks are masked to what was offered; status goes
  * through virtio_dev_set_status() (the status machine), 0 resets the device

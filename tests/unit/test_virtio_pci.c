@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "devices/pci/pci.h"
 #include "devices/virtio/virtio.h"
@@ -561,6 +562,116 @@ START_TEST(test_msix_vectors)
 }
 END_TEST
 
+/* Kernel backends (vhost): with call_fd_changed set by the device, the
+ * transport offers each queue's vector irqfd as call_fd while the vector
+ * is direct, and reports every change. Its own host binds real eventfds. */
+static int kb_efd[NVEC];
+static unsigned kb_changed[NQ];
+
+static int kb_attach(struct pci_host *h, struct pci_device *d)
+{
+	(void)h;
+	for (unsigned v = 0; v < pci_msix_nr_vectors(d); v++) {
+		kb_efd[v] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		ck_assert_int_ge(kb_efd[v], 0);
+		ck_assert_int_eq(pci_msix_bind_eventfd(d, v, kb_efd[v]), 0);
+	}
+	return 0;
+}
+
+static void kb_detach(struct pci_host *h, struct pci_device *d)
+{
+	(void)h;
+	for (unsigned v = 0; v < pci_msix_nr_vectors(d); v++) {
+		(void)pci_msix_bind_eventfd(d, v, -1);
+		close(kb_efd[v]);
+	}
+}
+
+static const struct pci_irq_ops kb_sink = { .attach = kb_attach, .detach = kb_detach };
+
+static void kb_call_fd_changed(struct virtio_device *d, unsigned q)
+{
+	(void)d;
+	ck_assert_uint_lt(q, NQ);
+	kb_changed[q]++;
+}
+
+START_TEST(test_call_fd_for_kernel_backends)
+{
+	struct pci_host_params p = {
+		.mmio32_base = 0xC0000000ULL, .mmio32_size = 0x10000000ULL, .irq = &kb_sink,
+	};
+	struct virtio_device kdev;
+	struct pci_host kh;
+	struct virtio_pci *kvp;
+	unsigned ks, msix;
+	uint64_t kbar0, kbar2, e;
+	uint32_t a = 0xfee00000, d = 0x41, ctrl = 0, masked = 1;
+
+#define KCFG_RD(off, len) pci_host_config_read(&kh, 0, ks, 0, (off), (len))
+#define KCFG_WR(off, len, v) pci_host_config_write(&kh, 0, ks, 0, (off), (len), (v))
+#define KWR(off, len, v) do { uint64_t x_ = (v); \
+		ck_assert(pci_host_mmio_write(&kh, kbar0 + (off), &x_, (len))); } while (0)
+	memset(kb_changed, 0, sizeof(kb_changed));
+	ck_assert_int_eq(virtio_dev_init(&kdev, &fake_ops, &mem.gm, NQ, QMAX, FEAT_LO | FEAT_HI), 0);
+	kdev.call_fd_changed = kb_call_fd_changed;
+	ck_assert_int_eq(pci_host_init(&kh, &p), 0);
+	ck_assert_int_eq(virtio_pci_create(&kh, &kdev, 0x020000, &kvp), 0);
+	ck_assert_ptr_nonnull(kdev.call_fd);
+	ks = virtio_pci_dev(kvp)->slot;
+	kbar0 = (KCFG_RD(PCI_BASE_ADDRESS_0, 4) & ~0xfULL) |
+		(uint64_t)KCFG_RD(PCI_BASE_ADDRESS_0 + 4, 4) << 32;
+	kbar2 = KCFG_RD(PCI_BASE_ADDRESS_0 + 8, 4) & ~0xfULL;
+	KCFG_WR(PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+	/* MSI-X off: every queue needs Ember. */
+	for (unsigned q = 0; q < NQ; q++)
+		ck_assert_int_eq(kdev.call_fd(&kdev, q), -1);
+
+	KWR(VIRTIO_PCI_COMMON_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE);
+	KWR(VIRTIO_PCI_COMMON_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+	KWR(VIRTIO_PCI_COMMON_GFSELECT, 4, 1);
+	KWR(VIRTIO_PCI_COMMON_GF, 4, 1);
+	KWR(VIRTIO_PCI_COMMON_STATUS, 1, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+					 VIRTIO_STATUS_FEATURES_OK);
+	memset(kb_changed, 0, sizeof(kb_changed));
+	KWR(VIRTIO_PCI_COMMON_Q_SELECT, 2, 1);
+	KWR(VIRTIO_PCI_COMMON_Q_MSIX, 2, 2);		/* queue 1 on vector 2 */
+	ck_assert_uint_eq(kb_changed[1], 1);
+	ck_assert_int_eq(kdev.call_fd(&kdev, 1), -1);	/* MSI-X still off */
+
+	for (msix = KCFG_RD(PCI_CAPABILITY_LIST, 1); KCFG_RD(msix, 1) != PCI_CAP_ID_MSIX;)
+		msix = KCFG_RD(msix + 1, 1);
+	e = kbar2 + 2 * PCI_MSIX_ENTRY_SIZE;
+	ck_assert(pci_host_mmio_write(&kh, e + PCI_MSIX_ENTRY_ADDR_LO, &a, 4));
+	ck_assert(pci_host_mmio_write(&kh, e + PCI_MSIX_ENTRY_DATA, &d, 4));
+	ck_assert(pci_host_mmio_write(&kh, e + PCI_MSIX_ENTRY_CTRL, &ctrl, 4));
+	KCFG_WR(msix + PCI_MSIX_FLAGS, 2, PCI_MSIX_FLAGS_ENABLE);
+	/* Vector 2 is direct now: its irqfd is queue 1's call fd. */
+	ck_assert_uint_eq(kb_changed[1], 2);
+	ck_assert_int_eq(kdev.call_fd(&kdev, 1), kb_efd[2]);
+	ck_assert_int_eq(kdev.call_fd(&kdev, 0), -1);	/* NO_VECTOR */
+	/* Masked: back to Ember. */
+	ck_assert(pci_host_mmio_write(&kh, e + PCI_MSIX_ENTRY_CTRL, &masked, 4));
+	ck_assert_uint_eq(kb_changed[1], 3);
+	ck_assert_int_eq(kdev.call_fd(&kdev, 1), -1);
+	ck_assert(pci_host_mmio_write(&kh, e + PCI_MSIX_ENTRY_CTRL, &ctrl, 4));
+	ck_assert_int_eq(kdev.call_fd(&kdev, 1), kb_efd[2]);
+	/* A reset takes every vector away. */
+	KWR(VIRTIO_PCI_COMMON_STATUS, 1, 0);
+	ck_assert_int_eq(kdev.call_fd(&kdev, 1), -1);
+	ck_assert_uint_ge(kb_changed[0], 1);
+
+	virtio_pci_destroy(kvp);
+	ck_assert_ptr_null(kdev.call_fd);
+	virtio_dev_destroy(&kdev);
+	pci_host_destroy(&kh);
+#undef KCFG_RD
+#undef KCFG_WR
+#undef KWR
+}
+END_TEST
+
 START_TEST(test_pci_cfg_window)
 {
 	unsigned c = find_vcap(VIRTIO_PCI_CAP_PCI_CFG);
@@ -693,6 +804,7 @@ static Suite *virtio_pci_suite(void)
 	tcase_add_test(tc, test_notify);
 	tcase_add_test(tc, test_isr_intx);
 	tcase_add_test(tc, test_msix_vectors);
+	tcase_add_test(tc, test_call_fd_for_kernel_backends);
 	tcase_add_test(tc, test_pci_cfg_window);
 	tcase_add_test(tc, test_device_config);
 	tcase_add_test(tc, test_vm_reset);
