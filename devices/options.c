@@ -384,6 +384,10 @@ int dev_options_parse(const struct dev_option_table *t, const char *s, void *out
 		if (r) {
 			if (err && errlen && !err[0])
 				opt_err(err, errlen, "invalid combination of options");
+			/* Checks may quote values: keep the message one line. */
+			for (char *c = err; err && errlen && *c; c++)
+				if ((unsigned char)*c < 0x20 || *c == 0x7f)
+					*c = '?';
 			r = -EINVAL;
 			goto fail;
 		}

@@ -86,6 +86,9 @@ static void check_values(const struct dev_option_table *t, const uint8_t *o)
 		case DEV_OPT_UINT:
 		case DEV_OPT_SIZE:
 			memcpy(&v, f, sizeof(v));
+			/* An option not given and without a default stays 0. */
+			if (v == 0 && !d->def)
+				break;
 			if (v < d->min || (d->max && v > d->max))
 				abort();
 			break;

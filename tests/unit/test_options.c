@@ -47,6 +47,10 @@ static int tdisk_check(void *opts, char *err, size_t errlen)
 {
 	struct tdisk_opts *o = opts;
 
+	if (o->serial && !strcmp(o->serial, "x\ny")) {
+		snprintf(err, errlen, "serial: '%s' is not allowed", o->serial);
+		return -EINVAL;
+	}
 	if (o->readonly && o->cache == 2) {
 		snprintf(err, errlen, "cache=unsafe needs readonly=off");
 		return -EINVAL;
@@ -369,6 +373,7 @@ START_TEST(test_parse_structure_errors)
 	disk_bad("path=/x,a\nb=1",
 		 "unknown option 'a?b' (valid: path, readonly, queues, block, cache, serial)");
 	disk_bad("path=/x,\x1b[2J", "expected key=value, got '?[2J'");
+	disk_bad("path=/x,serial=x\ny", "serial: 'x?y' is not allowed");	/* from the check */
 	/* err may be absent. */
 	ck_assert_int_eq(dev_options_parse(&tdisk_table, "bogus", &(struct tdisk_opts){ 0 },
 					   NULL, 0), -EINVAL);
