@@ -68,12 +68,12 @@ static void vec_irq_init(struct pci_host *h, struct pci_device *d, unsigned v,
 	struct irq_routing *r = routing_of(h);
 	int ret;
 
-	x->gsi = x->efd = -1;
 	if (!r)
 		return;
 	x->gsi = irq_gsi_alloc(r);
 	if (x->gsi < 0) {
 		log_debug("pci %s: no free GSI for MSI-X vector %u: KVM_SIGNAL_MSI", d->name, v);
+		x->gsi = -1;
 		return;
 	}
 	x->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -258,8 +258,12 @@ static int irq_attach(struct pci_host *h, struct pci_device *d)
 			ret = -ENOMEM;
 			goto err;
 		}
-		for (; p->nvec < pci_msix_nr_vectors(d); p->nvec++)
-			vec_irq_init(h, d, p->nvec, &p->vec[p->nvec]);
+		/* All present before any is bound: binding may route. */
+		p->nvec = pci_msix_nr_vectors(d);
+		for (unsigned i = 0; i < p->nvec; i++)
+			p->vec[i].gsi = p->vec[i].efd = -1;
+		for (unsigned i = 0; i < p->nvec; i++)
+			vec_irq_init(h, d, i, &p->vec[i]);
 	}
 	if (d->intx_pin) {
 		ret = intx_init(&p->intx, h->ctx, d);
