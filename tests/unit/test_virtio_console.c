@@ -4,15 +4,22 @@
 #include <check.h>
 #include <endian.h>
 #include <errno.h>
+#include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 
+#include "base/evloop.h"
 #include "devices/chardev/chardev.h"
+#include "devices/options.h"
+#include "devices/pci/pci.h"
 #include "devices/virtio/console/console.h"
+#include "devices/virtio/registry.h"
 #include "helpers/ck_run.h"
 #include "helpers/mock_vq.h"
+#include "helpers/stderr_capture.h"
+#include "vmm/config.h"
 
 #define MEM_BASE	0x100000ULL
 #define MEM_SIZE	(8ULL << 20)
@@ -891,6 +898,118 @@ START_TEST(test_no_event_idx_interrupts)
 }
 END_TEST
 
+/* ---- the device type: options, registry, snapshots ---- */
+
+static const struct virtio_device_desc *console_type(void)
+{
+	const struct virtio_device_desc *d = virtio_device_find("virtio-console");
+
+	ck_assert_ptr_nonnull(d);
+	return d;
+}
+
+START_TEST(test_options_table)
+{
+	const struct dev_option_table *t = dev_option_table_by_flag("virtio-console");
+	struct { char *backend; } o;
+	char err[128];
+
+	ck_assert_ptr_nonnull(t);
+	ck_assert_ptr_eq(t, console_type()->options);
+	ck_assert_str_eq(t->type, "virtio-console");
+	ck_assert_uint_eq(t->max_instances, 1);
+	ck_assert_uint_eq(t->size, sizeof(o));
+	for (unsigned i = 0; i < 3; i++) {
+		static const char *const good[] = { "stdio", "none", "file:/tmp/x" };
+
+		memset(&o, 0, sizeof(o));
+		ck_assert_msg(dev_options_parse(t, good[i], &o, err, sizeof(err)) == 0, "%s", err);
+		ck_assert_str_eq(o.backend, good[i]);
+		dev_options_free(t, &o);
+	}
+	ck_assert_int_eq(dev_options_parse(t, "backend=none", &o, err, sizeof(err)), 0);
+	dev_options_free(t, &o);
+	memset(&o, 0, sizeof(o));
+	ck_assert_int_eq(dev_options_parse(t, "pty", &o, err, sizeof(err)), -EINVAL);
+	ck_assert_str_eq(err, "backend: 'pty' is not stdio, none or file:PATH");
+	ck_assert_int_eq(dev_options_parse(t, "file:", &o, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(dev_options_parse(t, "", &o, err, sizeof(err)), -EINVAL);
+}
+END_TEST
+
+/* A snapshot while the backend is full: the chain goes back to the ring
+ * with what was sent, and nothing is sent twice or lost. */
+START_TEST(test_save_hands_back_held_chain)
+{
+	const struct virtio_device_desc *d = console_type();
+	char err[128] = "";
+	json_t *saved;
+
+	bring_up(ALL_FEATURES);
+	sink_room = 5;
+	tx_str("hello, stalled world", 2, false);
+	tx_str("!", 1, false);
+	kick(TXQ);
+	check_out("hello");
+	ck_assert_uint_eq(virtio_dev_queue(dev, TXQ)->inflight, 1);
+	virtio_console_pause(cons);
+	saved = d->save(dev);
+	ck_assert_ptr_nonnull(saved);
+	ck_assert_uint_eq(virtio_dev_queue(dev, TXQ)->inflight, 0);
+	ck_assert_int_eq(json_integer_value(json_object_get(saved, "tx_skip")), 5);
+	/* The VM goes on: the chain comes again, without its first 5 bytes. */
+	virtio_console_resume(cons);
+	sink_room = SIZE_MAX;
+	serve(TXQ);
+	check_out("hello, stalled world!");
+	ck_assert_uint_eq(mock_vq_used_idx(&txq), 2);
+
+	/* Restored into a fresh device: the skip applies to the next chain. */
+	ck_assert_int_eq(d->load(dev, saved, err, sizeof(err)), 0);
+	out_len = 0;
+	tx_str("12345678", 1, false);
+	kick(TXQ);
+	check_out("678");
+	json_object_set_new(saved, "tx_skip", json_integer(-1));
+	ck_assert_int_eq(d->load(dev, saved, err, sizeof(err)), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "tx_skip"));
+	json_decref(saved);
+}
+END_TEST
+
+START_TEST(test_registry_realize)
+{
+	const struct device_desc *dd = &console_type()->dev_desc;
+	struct pci_host_params p = { .mmio32_base = 0xC0000000ULL, .mmio32_size = 0x10000000ULL };
+	struct pci_host host;
+	struct vm_config cfg;
+	struct device_ctx ctx;
+	void *state = NULL;
+
+	config_defaults(&cfg);
+	cfg.devices[cfg.nr_devices++] = (struct device_spec){ "virtio-console", "none" };
+	ck_assert_int_eq(pci_host_init(&host, &p), 0);
+	ctx = (struct device_ctx){ .cfg = &cfg, .mem = &mem.gm, .pci = &host,
+				   .loop = evloop_create() };
+	ck_assert_ptr_nonnull(ctx.loop);
+	ck_assert_int_eq(dd->realize(dd, &ctx, &state), 0);
+	ck_assert_uint_eq(virtio_set_count(state), 1);
+	ck_assert_uint_eq(pci_host_config_read(&host, 0, 1, 0, PCI_REVISION_ID, 4) >> 8, 0x078000);
+	ck_assert_uint_eq(pci_host_config_read(&host, 0, 1, 0, PCI_DEVICE_ID, 2), 0x1043);
+	dd->destroy(state);
+	/* A backend that cannot open: one line, nothing left. */
+	cfg.devices[0].args = "file:/nonexistent/ember/dir/out";
+	state = NULL;
+	stderr_capture_begin();
+	ck_assert_int_ne(dd->realize(dd, &ctx, &state), 0);
+	ck_assert_uint_eq(stderr_capture_end(), 1);
+	ck_assert_ptr_null(state);
+	ck_assert_ptr_null(pci_host_device(&host, 1));
+	evloop_destroy(ctx.loop);
+	pci_host_destroy(&host);
+}
+END_TEST
+
 static Suite *console_suite(void)
 {
 	Suite *s = suite_create("virtio-console");
@@ -898,6 +1017,7 @@ static Suite *console_suite(void)
 	TCase *tx = tcase_create("transmitq");
 	TCase *rx = tcase_create("receiveq");
 	TCase *bad = tcase_create("malformed");
+	TCase *type = tcase_create("device type");
 
 	tcase_add_checked_fixture(cfg, setup, teardown);
 	tcase_add_test(cfg, test_features_and_config);
@@ -928,6 +1048,12 @@ static Suite *console_suite(void)
 	tcase_add_test(bad, test_reset_stops_queues);
 	tcase_add_test(bad, test_no_event_idx_interrupts);
 	suite_add_tcase(s, bad);
+
+	tcase_add_checked_fixture(type, setup, teardown);
+	tcase_add_test(type, test_options_table);
+	tcase_add_test(type, test_save_hands_back_held_chain);
+	tcase_add_test(type, test_registry_realize);
+	suite_add_tcase(s, type);
 	return s;
 }
 

@@ -6,9 +6,14 @@
 #include <string.h>
 #include <sys/eventfd.h>
 
+#include "base/evloop.h"
+#include "devices/options.h"
+#include "devices/pci/pci.h"
+#include "devices/virtio/registry.h"
 #include "devices/virtio/rng/rng.h"
 #include "helpers/ck_run.h"
 #include "helpers/mock_vq.h"
+#include "vmm/config.h"
 
 #define MEM_BASE	0x100000ULL
 #define MEM_SIZE	(8ULL << 20)
@@ -479,6 +484,74 @@ START_TEST(test_no_interrupt_flag)
 }
 END_TEST
 
+/* ---- the device type: --rng through the registry ---- */
+
+START_TEST(test_options_table)
+{
+	const struct virtio_device_desc *d = virtio_device_find("virtio-rng");
+	const struct dev_option_table *t = dev_option_table_by_flag("rng");
+	char o[8], err[128];
+
+	ck_assert_ptr_nonnull(d);
+	ck_assert_ptr_eq(d->options, t);
+	ck_assert_str_eq(t->json_key, "rng");
+	ck_assert(t->arg_optional);
+	ck_assert_uint_eq(t->max_instances, 1);
+	ck_assert_uint_eq(t->nr_opts, 0);
+	ck_assert_int_eq(dev_options_parse(t, "", o, err, sizeof(err)), 0);
+	ck_assert_int_eq(dev_options_parse(t, "x", o, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(d->io, VIRTIO_IO_MAIN_LOOP);
+}
+END_TEST
+
+/* Realized from a device spec, served by kicks on the main loop. */
+START_TEST(test_registry_main_loop)
+{
+	const struct device_desc *dd = device_find("virtio-rng");
+	struct pci_host_params p = { .mmio32_base = 0xC0000000ULL, .mmio32_size = 0x10000000ULL };
+	struct mock_buf b;
+	struct pci_host host;
+	struct vm_config cfg;
+	struct device_ctx ctx;
+	void *state = NULL;
+	unsigned rounds = 0;
+
+	config_defaults(&cfg);
+	cfg.devices[cfg.nr_devices++] = (struct device_spec){ "virtio-rng", "" };
+	ck_assert_int_eq(pci_host_init(&host, &p), 0);
+	ctx = (struct device_ctx){ .cfg = &cfg, .mem = &mem.gm, .pci = &host,
+				   .loop = evloop_create() };
+	ck_assert_int_eq(dd->realize(dd, &ctx, &state), 0);
+	ck_assert_uint_eq(virtio_set_count(state), 1);
+	dev = virtio_set_device(state, 0);
+	dev->notify_used = on_used;	/* in place of the transport's */
+	ck_assert_uint_eq(pci_host_config_read(&host, 0, 1, 0, PCI_DEVICE_ID, 2), 0x1044);
+	mock_vq_init(&mq, &mem, VIRTIO_RNG_QUEUE_SIZE);
+	ck_assert_int_eq(mock_virtio_bring_up(dev, &mq, ALL_FEATURES), 0);
+	b = (struct mock_buf){ guarded_buf(64, 0), 64, true };
+	mock_vq_add_chain(&mq, &b, 1);
+	virtio_dev_queue_notify(dev, 0);
+	while (mock_vq_used_idx(&mq) != 1 && rounds++ < 100)
+		ck_assert_int_ge(evloop_run_once(ctx.loop, 100), 0);
+	check_used(0, 0, 64);
+	check_guards(b.gpa, 64);
+	/* Paused: kicks are taken but the queue is left alone. */
+	dd->pause(state);
+	mock_vq_add_chain(&mq, &b, 1);
+	virtio_dev_queue_notify(dev, 0);
+	ck_assert_int_ge(evloop_run_once(ctx.loop, 50), 0);
+	ck_assert_uint_eq(mock_vq_used_idx(&mq), 1);
+	dd->resume(state);
+	for (rounds = 0; mock_vq_used_idx(&mq) != 2 && rounds < 100; rounds++)
+		ck_assert_int_ge(evloop_run_once(ctx.loop, 100), 0);
+	ck_assert_uint_eq(mock_vq_used_idx(&mq), 2);
+	dd->destroy(state);
+	evloop_destroy(ctx.loop);
+	pci_host_destroy(&host);
+	dev = virtio_rng_virtio(rng);
+}
+END_TEST
+
 static Suite *rng_suite(void)
 {
 	Suite *s = suite_create("virtio-rng");
@@ -496,6 +569,8 @@ static Suite *rng_suite(void)
 	tcase_add_test(tc, test_bad_chains_need_reset);
 	tcase_add_test(tc, test_reset_and_reactivate);
 	tcase_add_test(tc, test_no_interrupt_flag);
+	tcase_add_test(tc, test_options_table);
+	tcase_add_test(tc, test_registry_main_loop);
 	suite_add_tcase(s, tc);
 	return s;
 }

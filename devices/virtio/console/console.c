@@ -10,6 +10,7 @@
 #include "devices/virtio/console/console.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,9 @@ struct virtio_console {
 	 * read from it that the backend has not taken yet. */
 	struct vq_chain tx_chain;
 	bool tx_busy;
+	/* Bytes of the next transmit chain already sent: it was handed back
+	 * to the ring by a snapshot after being partly sent. */
+	size_t tx_skip;
 	uint8_t tx_buf[4096];
 	size_t tx_off, tx_len;
 };
@@ -195,6 +199,10 @@ static bool tx_process(struct virtio_console *c)
 		}
 		chains--;
 		c->tx_busy = true;
+		if (c->tx_skip) {
+			vq_reader_skip(&c->tx_chain, c->tx_skip);
+			c->tx_skip = 0;
+		}
 	}
 out:
 	/* Without EVENT_IDX should_notify() says yes whenever the driver has
@@ -316,6 +324,7 @@ static void cons_reset(struct virtio_device *dev)
 	c->active = false;
 	c->tx_busy = false;
 	c->tx_off = c->tx_len = 0;
+	c->tx_skip = 0;
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -525,6 +534,42 @@ static void console_resume(struct virtio_device *dev)
 	virtio_console_resume(to_cons(dev));
 }
 
+/* Paused. A transmit chain the device holds (the backend was full) goes
+ * back to the ring, with how much of it was sent, so nothing is in flight
+ * and nothing is sent twice. Host input not yet delivered is not saved. */
+static json_t *console_save(struct virtio_device *dev)
+{
+	struct virtio_console *c = to_cons(dev);
+	json_t *o;
+
+	pthread_mutex_lock(&c->lock);
+	if (c->tx_busy) {
+		c->tx_skip = c->tx_chain.rd.done - c->tx_len;
+		virtqueue_unpop(virtio_dev_queue(dev, VIRTIO_CONSOLE_TXQ), 1);
+		c->tx_busy = false;
+		c->tx_off = c->tx_len = 0;
+	}
+	o = json_pack("{s:I}", "tx_skip", (json_int_t)c->tx_skip);
+	pthread_mutex_unlock(&c->lock);
+	return o;
+}
+
+static int console_load(struct virtio_device *dev, json_t *saved, char *err, size_t errlen)
+{
+	struct virtio_console *c = to_cons(dev);
+	json_t *skip = json_object_get(saved, "tx_skip");
+
+	if (!json_is_integer(skip) || json_integer_value(skip) < 0 ||
+	    json_integer_value(skip) > UINT32_MAX) {
+		snprintf(err, errlen, "virtio-console: tx_skip: expected a byte count");
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&c->lock);
+	c->tx_skip = (size_t)json_integer_value(skip);
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
 static const struct dev_option console_opts[] = {
 	{ .name = "backend", .type = DEV_OPT_STRING,
 	  .offset = DEV_OPT_FIELD(struct console_options, backend),
@@ -554,5 +599,7 @@ static struct virtio_device_desc console_desc = {
 	.kick = console_kick,
 	.pause = console_pause,
 	.resume = console_resume,
+	.save = console_save,
+	.load = console_load,
 };
 VIRTIO_DEVICE_REGISTER(console_desc);
