@@ -31,7 +31,7 @@ int vhost_dev_open(struct vhost_dev *v, const char *path, int fd, char *err, siz
 	if (v->fd < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "%s: %s%s", path, strerror(errno),
-			 errno == ENOENT ? " (is the vhost_net module loaded?)" :
+			 errno == ENOENT ? " (is its kernel module, vhost_net or vhost_vsock, loaded?)" :
 			 errno == EACCES ? " (pass open fds with vhostfds=a:b instead)" : "");
 		return ret;
 	}
@@ -146,4 +146,16 @@ int vhost_net_set_backend(struct vhost_dev *v, unsigned idx, int fd)
 	struct vhost_vring_file b = { .index = idx, .fd = fd };
 
 	return vioctl(v, VHOST_NET_SET_BACKEND, &b);
+}
+
+int vhost_vsock_set_guest_cid(struct vhost_dev *v, uint64_t cid)
+{
+	return vioctl(v, VHOST_VSOCK_SET_GUEST_CID, &cid);
+}
+
+int vhost_vsock_set_running(struct vhost_dev *v, bool running)
+{
+	int on = running;
+
+	return vioctl(v, VHOST_VSOCK_SET_RUNNING, &on);
 }

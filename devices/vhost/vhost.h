@@ -9,6 +9,7 @@
 #ifndef EMBER_VHOST_H
 #define EMBER_VHOST_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -54,5 +55,10 @@ int vhost_vring_get_base(struct vhost_dev *v, unsigned idx, uint16_t *last_avail
 
 /* vhost-net: attach ring idx to a tap fd, or detach it (fd -1). */
 int vhost_net_set_backend(struct vhost_dev *v, unsigned idx, int fd);
+
+/* vhost-vsock: the guest's CID (-EADDRINUSE: another VM has it), and
+ * start/stop serving the rings (stop before VHOST_GET_VRING_BASE). */
+int vhost_vsock_set_guest_cid(struct vhost_dev *v, uint64_t cid);
+int vhost_vsock_set_running(struct vhost_dev *v, bool running);
 
 #endif
