@@ -22,7 +22,7 @@ META=linux-image-cloud-amd64
 # The modules the initramfs loads when they are not built in (with their
 # dependencies, resolved from the package's modules.dep).
 WANT_MODULES=(virtio_pci virtio_blk virtio_rng virtio_console virtio_net virtio_balloon
-	button evdev pvpanic_mmio)
+	button evdev pvpanic_mmio vmw_vsock_virtio_transport)
 MARKER=EMBER-LINUX-INIT-OK
 
 die() { echo "make-guest: error: $*" >&2; exit 1; }

@@ -12,7 +12,8 @@ SRC=$(cd "$HERE/../.." && pwd)
 OUT=${OUT:-$SRC/examples/linux/out}
 SUITE=$OUT/initramfs-suite.cpio.gz
 if [ "${1:-}" = --if-stale ] && [ -s "$SUITE" ] && [ -s "$OUT/vmlinuz" ] &&
-	[ "$SUITE" -nt "$HERE/guest-init.sh" ] && [ "$SUITE" -nt "$SRC/examples/linux/make-guest.sh" ]; then
+	[ "$SUITE" -nt "$HERE/guest-init.sh" ] && [ "$SUITE" -nt "$SRC/examples/linux/make-guest.sh" ] &&
+	[ "$SUITE" -nt "$HERE/vsock-test.c" ]; then
 	echo "kernel:    $OUT/vmlinuz"
 	echo "initramfs: $SUITE"
 	exit 0
@@ -23,6 +24,9 @@ STAGE=$OUT/initramfs-suite.d
 rm -rf "$STAGE"
 cp -a "$OUT/initramfs.d" "$STAGE"
 install -m 755 "$HERE/guest-init.sh" "$STAGE/init"
+# The vsock test's client/server (static: the initramfs has no libc).
+${CC:-cc} -static -O2 -Wall -o "$STAGE/bin/vsock-test" "$HERE/vsock-test.c" ||
+	{ echo "build-guest: cannot build vsock-test.c statically (needs libc6-dev)" >&2; exit 1; }
 find "$STAGE" -exec touch -h -d @0 {} +
 (cd "$STAGE" && find . -mindepth 1 | LC_ALL=C sort |
 	cpio -o -H newc --owner=0:0 --reproducible --quiet) | gzip -6n >"$SUITE.new"

@@ -132,6 +132,22 @@ t_devices() {
 	off
 }
 
+t_vsock() {
+	# Guest -> host: the host listens on port 5000 of CID 2.
+	check vsock_dev test -c /dev/vsock
+	echo "EMBER-INFO vsock_g2h=$(pattern 1048576 | sha256sum | cut -d' ' -f1)"
+	check vsock_g2h sh -c 'pattern() { yes ember-linux-suite-pattern-0123 | head -c "$1"; };
+		pattern 1048576 | timeout 120 vsock-test send 2 5000'
+	# Host -> guest: the guest listens on port 5001.
+	(timeout 120 vsock-test recv 5001 | sha256sum | cut -d' ' -f1 >/tmp/h2g) &
+	sleep 1
+	echo "EMBER-READY vsock-listen"
+	wait
+	echo "EMBER-INFO vsock_h2g=$(cat /tmp/h2g)"
+	done_
+	off
+}
+
 t_reboot() {
 	# The data disk counts boots: the first boot reboots, the second powers off.
 	local d n
@@ -335,6 +351,7 @@ bench) t_bench ;;
 smp) t_smp ;;
 blk) t_blk ;;
 devices) t_devices ;;
+vsock) t_vsock ;;
 reboot) t_reboot ;;
 powerdown) t_powerdown ;;
 ticker) t_ticker ;;

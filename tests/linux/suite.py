@@ -756,6 +756,63 @@ def test_snapshot(tmpd):
                 os.unlink(os.path.join(d, "memory"))
 
 
+def test_vsock(tmpd):
+    """virtio-vsock on vhost-vsock: 1 MiB each way between the guest and a host
+    AF_VSOCK socket, checked by SHA-256."""
+    import hashlib
+    import socket
+    import threading
+    need(os.path.exists("/dev/vhost-vsock"), "/dev/vhost-vsock is missing (modprobe vhost_vsock)")
+    cid = 1000 + os.getpid() % 100000
+    n = 1 << 20
+    want = hashlib.sha256(pattern(n)).hexdigest()
+    srv = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
+    srv.bind((socket.VMADDR_CID_ANY, 5000))
+    srv.listen(1)
+    srv.settimeout(BOOT_TIMEOUT)
+    got = {}
+
+    def serve():
+        try:
+            c, addr = srv.accept()
+            h, total = hashlib.sha256(), 0
+            c.settimeout(120)
+            while True:
+                b = c.recv(65536)
+                if not b:
+                    break
+                h.update(b)
+                total += len(b)
+            c.close()
+            got.update(peer=addr[0], hash=h.hexdigest(), total=total)
+        except OSError as e:
+            got["error"] = str(e)
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    g = Guest(tmpd, "vsock", extra=["--vsock", "cid=%d" % cid])
+    yield g
+    try:
+        g.wait_for(r"^EMBER-READY vsock-listen", what="the guest's vsock listener")
+        t.join(60)
+        need("error" not in got, "host listener: %s" % got.get("error"))
+        need(got.get("peer") == cid, "guest -> host: peer CID %r, want %d" % (got.get("peer"), cid))
+        need(got.get("total") == n and got.get("hash") == want,
+             "guest -> host: %r bytes, hash %r, want %d bytes %s" % (got.get("total"), got.get("hash"), n, want))
+        c = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
+        c.settimeout(120)
+        c.connect((cid, 5001))
+        c.sendall(pattern(n))
+        c.close()
+        rc = g.wait_exit()
+    finally:
+        srv.close()
+    oks = g.checks()
+    expect_checks(oks, ["vsock_dev", "vsock_g2h"])
+    need(g.info("vsock_g2h") == want, "the guest's pattern hash %r is not the host's %s" % (g.info("vsock_g2h"), want))
+    need(g.info("vsock_h2g") == want, "host -> guest: the guest got hash %r, want %s" % (g.info("vsock_h2g"), want))
+    need(rc == 0, "ember exited with %d" % rc)
+
+
 TESTS = {
     "qmp_churn": qmp_churn,
     "smp_1_baseline": lambda d: smp(d, 1, "baseline"),
@@ -774,6 +831,7 @@ TESTS = {
     "snapshot": test_snapshot,
     "balloon": test_balloon,
     "balloon_reporting": test_balloon_reporting,
+    "vsock": test_vsock,
 }
 
 
