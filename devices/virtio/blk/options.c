@@ -6,7 +6,6 @@
 #include "devices/virtio/blk/blk.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -36,42 +35,35 @@ const char *blk_aio_name(enum blk_aio aio)
 	return (unsigned)aio < BLK_AIO_THREADS + 1 ? aio_names[aio] : "?";
 }
 
-static int opts_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int opts_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
-}
-
 /* The cross-field and value checks the generic parser cannot make. */
 static int blk_check(void *opts, char *err, size_t errlen)
 {
 	const struct blk_table_opts *t = opts;
+	size_t serial_len = t->serial ? strlen(t->serial) : 0;
 
-	if (!t->path || !t->path[0])
-		return opts_err(err, errlen, "empty value for path");
-	if (strlen(t->path) >= PATH_MAX)
-		return opts_err(err, errlen, "value of path is too long");
-	if (t->serial) {
-		size_t n = strlen(t->serial);
-
-		if (n > BLK_SERIAL_LEN)
-			return opts_err(err, errlen, "serial '%s' is longer than %d bytes",
-					t->serial, BLK_SERIAL_LEN);
-		for (size_t i = 0; i < n; i++)
-			if ((unsigned char)t->serial[i] < 0x20 || (unsigned char)t->serial[i] > 0x7e)
-				return opts_err(err, errlen, "serial must be printable ASCII");
+	if (!t->path || !t->path[0]) {
+		snprintf(err, errlen, "empty value for path");
+		return -EINVAL;
 	}
-	if (t->aio == BLK_AIO_NATIVE && t->cache != BLK_CACHE_NONE)
-		return opts_err(err, errlen, "aio=native requires cache=none (O_DIRECT)");
+	if (strlen(t->path) >= PATH_MAX) {
+		snprintf(err, errlen, "value of path is too long");
+		return -EINVAL;
+	}
+	if (serial_len > BLK_SERIAL_LEN) {
+		snprintf(err, errlen, "serial '%s' is longer than %d bytes", t->serial,
+			 BLK_SERIAL_LEN);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < serial_len; i++) {
+		if ((unsigned char)t->serial[i] < 0x20 || (unsigned char)t->serial[i] > 0x7e) {
+			snprintf(err, errlen, "serial must be printable ASCII");
+			return -EINVAL;
+		}
+	}
+	if (t->aio == BLK_AIO_NATIVE && t->cache != BLK_CACHE_NONE) {
+		snprintf(err, errlen, "aio=native requires cache=none (O_DIRECT)");
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -111,11 +103,12 @@ int blk_opts_from_table(const void *parsed, struct blk_opts *o, char *err, size_
 	const struct blk_table_opts *t = parsed;
 
 	memset(o, 0, sizeof(*o));
-	if (!t->path || strlen(t->path) >= sizeof(o->path))
-		return opts_err(err, errlen, "value of path is too long");
-	if (t->serial && strlen(t->serial) >= sizeof(o->serial))
-		return opts_err(err, errlen, "serial '%s' is longer than %d bytes", t->serial,
-				BLK_SERIAL_LEN);
+	/* blk_check() saw to both; a table parsed without it is refused. */
+	if (!t->path || strlen(t->path) >= sizeof(o->path) ||
+	    (t->serial && strlen(t->serial) >= sizeof(o->serial))) {
+		snprintf(err, errlen, "path or serial too long");
+		return -EINVAL;
+	}
 	strcpy(o->path, t->path);
 	if (t->serial)
 		strcpy(o->serial, t->serial);
