@@ -233,6 +233,20 @@ uint64_t gm_ram_end(const struct guest_mem *gm)
 	return r->gpa + r->size;
 }
 
+/* RAM mapped from a file (a snapshot's memory, MAP_PRIVATE: memfd -1, map
+ * ours): zeroing [addr, addr+len) replaces it with fresh anonymous pages,
+ * so the host frees the copies and nothing is touched. */
+static int remap_zero(const struct guest_mem *gm, void *addr, size_t len)
+{
+	if (gm->memfd >= 0 || !gm->map ||
+	    mmap(addr, len, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0) == MAP_FAILED)
+		return -1;
+	madvise(addr, len, MADV_DONTDUMP);
+	madvise(addr, len, MADV_DONTFORK);
+	return 0;
+}
+
 int gm_zero_all(struct guest_mem *gm)
 {
 	for (unsigned i = 0; i < gm->nr; i++)
@@ -240,6 +254,8 @@ int gm_zero_all(struct guest_mem *gm)
 	if (gm->memfd >= 0 &&
 	    fallocate(gm->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
 		      (off_t)gm->map_size) == 0)
+		return 0;
+	if (remap_zero(gm, gm->map, gm->map_size) == 0)
 		return 0;
 	for (unsigned i = 0; i < gm->nr; i++)
 		memset(gm->regions[i].hva, 0, gm->regions[i].size);
@@ -266,7 +282,8 @@ int64_t gm_discard(const struct guest_mem *gm, const void *hva, uint64_t len)
 		if (end <= start)
 			return 0;
 		if (gm->memfd < 0) {
-			memset(r->hva + (start - r->fd_offset), 0, end - start);
+			if (remap_zero(gm, r->hva + (start - r->fd_offset), end - start))
+				memset(r->hva + (start - r->fd_offset), 0, end - start);
 			return (int64_t)(end - start);
 		}
 		if (fallocate(gm->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)start,

@@ -566,6 +566,14 @@ END_TEST
 
 /* ---- the memory file ---- */
 
+static bool all_zero_bytes(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
 START_TEST(test_memory_file_sparse_roundtrip)
 {
 	struct guest_mem gm, back;
@@ -614,6 +622,23 @@ START_TEST(test_memory_file_sparse_roundtrip)
 		fd = open(path, O_RDONLY);
 		ck_assert_int_eq(pread(fd, b, 1, 0x1000), 1);
 		ck_assert_uint_eq(b[0], 0xaa);
+		close(fd);
+	}
+	/* A reset (and a balloon) zero it without reading the file or writing
+	 * it: fresh anonymous pages. */
+	{
+		uint8_t b[16];
+
+		ck_assert_int_eq(gm_discard(&back, gm_ptr(&back, 0x100000, 4096), 4096), 4096);
+		ck_assert_int_eq(gm_read(&back, 0x100000, b, sizeof(b)), 0);
+		ck_assert(all_zero_bytes(b, sizeof(b)));
+		ck_assert_int_eq(gm_zero_all(&back), 0);
+		ck_assert_int_eq(gm_read(&back, RAM - 8, b, 8), 0);
+		ck_assert(all_zero_bytes(b, 8));
+		ck_assert_int_eq(gm_fill(&back, RAM - 8, 0x33, 8), 0);
+		fd = open(path, O_RDONLY);
+		ck_assert_int_eq(pread(fd, b, 8, (off_t)(RAM - 8)), 8);
+		ck_assert_int_eq(memcmp(b, "lastpage", 8), 0);
 		close(fd);
 	}
 	gm_destroy(&back);
