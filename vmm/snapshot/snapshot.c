@@ -758,7 +758,8 @@ int snapshot_map_memory(const char *path, const struct snap_state *s, struct gue
 		gm->memfd = -1;
 		return errf(err, errlen, ret, "snapshot: bad memory layout");
 	}
-	/* gm_destroy unmaps it; memfd stays -1, so a reset zeroes by hand. */
+	/* gm_destroy unmaps it; with memfd -1 a reset or a balloon discard puts
+	 * fresh anonymous pages over it (guest_mem.c). */
 	gm->map = map;
 	gm->map_size = s->memory_size;
 	return 0;
