@@ -748,7 +748,7 @@ int snap_state_parse(const uint8_t *buf, size_t len, struct snap_state *s, char 
 		     size_t errlen)
 {
 	struct parser p = { .s = s, .err = err, .errlen = errlen };
-	unsigned nr_sections, nr_vcpu_types = SNAP_SEC_MAX - SNAP_SEC_REGS;
+	unsigned nr_sections = 0, nr_vcpu_types = SNAP_SEC_MAX - SNAP_SEC_REGS;
 	size_t off = SNAP_HEADER_SIZE;
 	bool *seen = NULL;
 	int ret;
