@@ -345,6 +345,7 @@ void net_dev_stop(struct net_dev *n)
 	pthread_mutex_lock(&n->ctrl_lock);
 	net_vhost_stop(n);
 	pthread_mutex_unlock(&n->ctrl_lock);
+	net_vhost_unwatch(n);
 	if (n->ctrl_watched)
 		evloop_del(n->ctx.loop, virtio_dev_kick_fd(&n->vdev, n->ctrl_q));
 	n->ctrl_watched = false;

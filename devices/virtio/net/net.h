@@ -340,6 +340,7 @@ int net_vhost_open(struct net_dev *n, const struct net_opts *o, bool required, c
 		   size_t errlen);
 void net_vhost_close(struct net_dev *n);
 int net_vhost_watch(struct net_dev *n);	/* main thread, at start */
+void net_vhost_unwatch(struct net_dev *n);	/* and at stop */
 uint64_t net_vhost_mask_features(struct net_dev *n, uint64_t features);
 int net_vhost_start(struct net_dev *n);		/* all active pairs */
 void net_vhost_stop(struct net_dev *n);		/* detach, read ring state back */

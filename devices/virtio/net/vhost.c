@@ -166,9 +166,7 @@ void net_vhost_close(struct net_dev *n)
 	if (!vh)
 		return;
 	net_vhost_stop(n);
-	if (vh->watched && n->ctx.loop)
-		for (unsigned q = 0; q < 2 * n->max_pairs; q++)
-			evloop_del(n->ctx.loop, vh->fallback[q]);
+	net_vhost_unwatch(n);
 	for (unsigned i = 0; i < NET_MAX_PAIRS; i++)
 		vhost_dev_close(&vh->dev[i]);
 	for (unsigned q = 0; q < NQ; q++)
@@ -197,6 +195,17 @@ int net_vhost_watch(struct net_dev *n)
 	}
 	vh->watched = true;
 	return 0;
+}
+
+void net_vhost_unwatch(struct net_dev *n)
+{
+	struct vhost_net *vh = n->vhost;
+
+	if (!vh || !vh->watched)
+		return;
+	for (unsigned q = 0; q < 2 * n->max_pairs; q++)
+		evloop_del(n->ctx.loop, vh->fallback[q]);
+	vh->watched = false;
 }
 
 uint64_t net_vhost_mask_features(struct net_dev *n, uint64_t features)
