@@ -478,6 +478,7 @@ static int write_file(const char *path, const void *buf, size_t len)
 static int capture_machine(struct vm *vm, struct snap_state *s, char *err, size_t errlen)
 {
 	struct vcpu_job job = { .state = s, .kvm = vm->kvm };
+	uint32_t *msr_list = NULL;
 	json_t *devices;
 	int n, ret;
 
@@ -511,16 +512,17 @@ static int capture_machine(struct vm *vm, struct snap_state *s, char *err, size_
 	if (!s->devices_json)
 		return errf(err, errlen, -ENOMEM, "cannot encode the device state");
 
-	n = kvm_get_msr_index_list(vm->kvm, (uint32_t **)&job.msr_index);
+	n = kvm_get_msr_index_list(vm->kvm, &msr_list);
 	if (n < 0)
 		return errf(err, errlen, n, "KVM_GET_MSR_INDEX_LIST: %s", strerror(-n));
+	job.msr_index = msr_list;
 	job.nr_msr_index = (unsigned)n;
 	job.xsave_size = kvm_xsave_size(vm->kvm);
 	job.has_xcrs = kvm_check_extension(vm->kvm, KVM_CAP_XCRS) > 0;
 	ret = snap_state_alloc_vcpus(s, vm->nr_vcpus);
 	for (unsigned i = 0; !ret && i < vm->nr_vcpus; i++)
 		ret = vcpu_call(vm->vcpus[i], capture_vcpu, &job);
-	free((void *)job.msr_index);
+	free(msr_list);
 	if (ret)
 		return errf(err, errlen, ret, "%s", job.err[0] ? job.err : strerror(-ret));
 	return 0;
