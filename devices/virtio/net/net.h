@@ -347,6 +347,9 @@ void net_vhost_stop(struct net_dev *n);		/* detach, read ring state back */
 int net_vhost_set_pairs(struct net_dev *n, unsigned pairs);
 void net_vhost_set_link(struct net_dev *n, bool up);
 void net_vhost_call_changed(struct virtio_device *dev, unsigned q);
+/* Queue interrupts vhost raised through Ember (vector masked or not
+ * direct) rather than straight through the irqfd. */
+uint64_t net_vhost_fallback_signals(const struct net_dev *n);
 
 /* qmp.c */
 extern const struct device_qmp_command net_qmp_commands[];

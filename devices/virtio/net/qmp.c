@@ -170,13 +170,14 @@ static json_t *net_info(struct net_dev *n)
 {
 	struct net_filter f;
 	char mac[18], perm[18], feat[20], host[20];
+	json_t *o;
 
 	net_filter_get(n, &f);
 	net_format_mac(f.mac, mac);
 	net_format_mac(n->conf_mac, perm);
 	snprintf(feat, sizeof(feat), "0x%016" PRIx64, n->vdev.driver_features);
 	snprintf(host, sizeof(host), "0x%016" PRIx64, n->vdev.host_features);
-	return json_pack("{s:s, s:s, s:s, s:s, s:b, s:b, s:b, s:i, s:i, s:i, s:s, s:s, s:o, s:o}",
+	o = json_pack("{s:s, s:s, s:s, s:s, s:b, s:b, s:b, s:i, s:i, s:i, s:s, s:s, s:o, s:o}",
 			 "name", n->name,
 			 "tap", n->be.ifname,
 			 "mac", mac,
@@ -191,6 +192,12 @@ static json_t *net_info(struct net_dev *n)
 			 "host-features", host,
 			 "queue-stats", queue_stats(n),
 			 "host-interface", host_counters(n->be.ifname));
+	/* With vhost the per-queue counters stay 0 (the kernel moves the
+	 * frames); this says how many interrupts still needed Ember. */
+	if (o && n->vhost)
+		json_object_set_new(o, "vhost-fallback-interrupts",
+				    json_integer((json_int_t)net_vhost_fallback_signals(n)));
+	return o;
 }
 
 static int qmp_query_net(void *state, json_t *args, json_t **ret, char *err, size_t errlen)

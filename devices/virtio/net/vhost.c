@@ -46,6 +46,7 @@ struct vhost_net {
 	bool attached[NET_MAX_PAIRS];
 	bool watched;
 	struct fallback_ctx fb[NQ];	/* main-loop callback arguments */
+	uint64_t fallback_signals;	/* interrupts that went through Ember */
 };
 
 static int pick_call(struct vhost_net *vh, unsigned q)
@@ -61,8 +62,15 @@ static void fallback_fired(struct vhost_net *vh, unsigned q)
 	struct virtio_device *dev = &vh->net->vdev;
 	eventfd_t v = 0;
 
-	if (eventfd_read(vh->fallback[q], &v) == 0 && v && dev->notify_used)
+	if (eventfd_read(vh->fallback[q], &v) == 0 && v && dev->notify_used) {
+		__atomic_add_fetch(&vh->fallback_signals, 1, __ATOMIC_RELAXED);
 		dev->notify_used(dev, q);
+	}
+}
+
+uint64_t net_vhost_fallback_signals(const struct net_dev *n)
+{
+	return n->vhost ? __atomic_load_n(&n->vhost->fallback_signals, __ATOMIC_RELAXED) : 0;
 }
 
 void net_vhost_call_changed(struct virtio_device *dev, unsigned q)
