@@ -94,9 +94,6 @@ enum {
 	OPT_ON_REBOOT, OPT_CPU_MODEL, OPT_API_SOCK, OPT_CONFIG, OPT_HUGEPAGES,
 	OPT_TEST_DEVICE, OPT_SHUTDOWN_TIMEOUT, OPT_HELP, OPT_DEBUG_EXIT,
 	OPT_RESTORE, OPT_RESTORE_PAUSED,
-	/* Hand-written device flags, used only while no options table claims
-	 * the flag (their devices move onto the registry). */
-	OPT_DISK,
 	OPT_DEVICE = 1024,	/* + index into dev_tables[] */
 };
 
@@ -122,19 +119,10 @@ static const struct option base_options[] = {
 	{ "help", no_argument, NULL, OPT_HELP },
 };
 
-static const struct {
-	struct option opt;
-	const char *usage;
-} legacy_device_options[] = {
-	{ { "disk", required_argument, NULL, OPT_DISK },
-	  "  --disk path=FILE[,readonly=on][,serial=ID][,aio=io_uring|native|threads][,cache=none|writeback]\n" },
-};
-
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 static const struct dev_option_table *dev_tables[MAX_DEVICE_TABLES];
-static struct option long_opts[COUNT(base_options) + MAX_DEVICE_TABLES +
-			       COUNT(legacy_device_options) + 1];
+static struct option long_opts[COUNT(base_options) + MAX_DEVICE_TABLES + 1];
 
 static bool name_taken(const char *name, size_t n)
 {
@@ -163,21 +151,8 @@ const struct option *args_long_options(void)
 			NULL, OPT_DEVICE + (int)nt };
 		nt++;
 	}
-	for (size_t i = 0; i < COUNT(legacy_device_options); i++)
-		if (!name_taken(legacy_device_options[i].opt.name, n))
-			long_opts[n++] = legacy_device_options[i].opt;
 	long_opts[n] = (struct option){ NULL, 0, NULL, 0 };
 	return long_opts;
-}
-
-static bool is_legacy_active(int val)
-{
-	const struct option *o;
-
-	for (o = args_long_options(); o->name; o++)
-		if (o->val == val)
-			return true;
-	return false;
 }
 
 void args_usage(FILE *out)
@@ -208,9 +183,6 @@ void args_usage(FILE *out)
 		"  --restore-paused         with --restore: stay paused until QMP cont\n"
 		"\n"
 		"devices (options: key=value,key=value; booleans on|off; sizes with K/M/G/T):\n");
-	for (size_t i = 0; i < COUNT(legacy_device_options); i++)
-		if (is_legacy_active(legacy_device_options[i].opt.val))
-			fputs(legacy_device_options[i].usage, out);
 	for (const struct dev_option_table *t = dev_option_tables(); t; t = t->next) {
 		char *h = dev_options_help(t);
 
@@ -431,11 +403,6 @@ int args_parse_run(int argc, char **argv, struct vm_config *cfg, char *err, size
 				cfg->cpu_model = CPU_MODEL_BASELINE;
 			else
 				bad("--cpu-model: '%s' is not host or baseline", optarg);
-			break;
-		case OPT_DISK:
-			if (cfg->nr_disks >= CONFIG_MAX_DISKS)
-				bad("--disk: at most %d disks", CONFIG_MAX_DISKS);
-			cfg->disks[cfg->nr_disks++] = optarg;
 			break;
 		case OPT_API_SOCK:
 			if (!*optarg)

@@ -11,7 +11,6 @@
 #include <string.h>
 
 #define CONFIG_MAX_CPUS 1024
-#define DISK_SERIAL_MAX 20	/* virtio-blk ID string */
 /* The same bounds as --memory. */
 #define MEMORY_MIN (16ULL << 20)
 #define MEMORY_MAX (1ULL << 40)
@@ -183,98 +182,6 @@ static int opt_append(char **buf, size_t *len, const char *key, const char *val)
 		return -ENOMEM;
 	*len += (size_t)sprintf(n + *len, "%s%s=%s", *len ? "," : "", key, val);
 	*buf = n;
-	return 0;
-}
-
-static int get_disk(struct loader *ld, json_t *d, size_t idx, const char **out)
-{
-	static const char *const str_keys[] = { "path", "serial", "aio", "cache" };
-	char field[64], *opt = NULL;
-	size_t len = 0, i;
-	const char *key;
-	json_t *v;
-	int r = 0;
-
-	if (!json_is_object(d))
-		return fail(ld, "disks[%zu]: expected object", idx);
-	json_object_foreach(d, key, v) {
-		bool known = !strcmp(key, "readonly");
-
-		for (i = 0; i < sizeof(str_keys) / sizeof(str_keys[0]); i++)
-			known |= !strcmp(key, str_keys[i]);
-		if (!known)
-			return fail(ld, "disks[%zu].%s: unknown key", idx, key);
-	}
-	if (!json_object_get(d, "path"))
-		return fail(ld, "disks[%zu].path: missing", idx);
-
-	for (i = 0; i < sizeof(str_keys) / sizeof(str_keys[0]); i++) {
-		const char *s;
-
-		v = json_object_get(d, str_keys[i]);
-		if (!v)
-			continue;
-		snprintf(field, sizeof(field), "disks[%zu].%s", idx, str_keys[i]);
-		if (!json_is_string(v)) {
-			r = fail(ld, "%s: expected string", field);
-			goto out;
-		}
-		s = json_string_value(v);
-		if (!*s) {
-			r = fail(ld, "%s: must not be empty", field);
-			goto out;
-		}
-		if (strchr(s, ',') || strlen(s) != json_string_length(v)) {
-			r = fail(ld, "%s: must not contain ',' or NUL", field);
-			goto out;
-		}
-		if (!strcmp(str_keys[i], "serial") && strlen(s) > DISK_SERIAL_MAX) {
-			r = fail(ld, "%s: at most %d characters", field, DISK_SERIAL_MAX);
-			goto out;
-		}
-		if (opt_append(&opt, &len, str_keys[i], s) < 0)
-			goto oom;
-		/* readonly goes right after path. */
-		if (i == 0 && (v = json_object_get(d, "readonly"))) {
-			if (!json_is_boolean(v)) {
-				r = fail(ld, "disks[%zu].readonly: expected boolean", idx);
-				goto out;
-			}
-			if (opt_append(&opt, &len, "readonly",
-				       json_is_true(v) ? "on" : "off") < 0)
-				goto oom;
-		}
-	}
-	*out = keep(ld, opt);
-	opt = NULL;
-	if (!*out)
-		r = fail(ld, "disks[%zu]: out of memory", idx);
-	goto out;
-oom:
-	r = fail(ld, "disks[%zu]: out of memory", idx);
-out:
-	free(opt);
-	return r;
-}
-
-static int get_disks(struct loader *ld, json_t *v)
-{
-	json_t *d;
-	size_t i;
-	int r;
-
-	if (!json_is_array(v))
-		return fail(ld, "disks: expected array");
-	if (json_array_size(v) > CONFIG_MAX_DISKS)
-		return fail(ld, "disks: at most %d disks", CONFIG_MAX_DISKS);
-	json_array_foreach(v, i, d) {
-		r = get_disk(ld, d, i, &ld->cfg.disks[i]);
-		if (r < 0)
-			return r;
-	}
-	for (i = json_array_size(v); i < CONFIG_MAX_DISKS; i++)
-		ld->cfg.disks[i] = NULL;
-	ld->cfg.nr_disks = (unsigned)json_array_size(v);
 	return 0;
 }
 
@@ -523,8 +430,6 @@ static int apply(struct loader *ld, json_t *root)
 		} else if (!strcmp(key, "disks") && dev_option_table_find("virtio-blk")) {
 			/* The older name of the virtio-blk table's key. */
 			r = get_device(ld, dev_option_table_find("virtio-blk"), key, v);
-		} else if (!strcmp(key, "disks")) {
-			r = get_disks(ld, v);
 		} else if (!strcmp(key, "console")) {
 			r = get_console(ld, v);
 		} else if (!strcmp(key, "on_reboot")) {

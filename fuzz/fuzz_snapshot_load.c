@@ -111,8 +111,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	err[0] = 0;
 	if (snapshot_disks_check_json((const char *)data, size, &cfg, err, sizeof(err)))
 		one_line(err);
-	cfg.disks[0] = "path=/nonexistent/ember-fuzz.img,serial=X,readonly=on";
-	cfg.nr_disks = 1;
+	cfg.devices[0] = (struct device_spec){ "virtio-blk",
+					       "path=/nonexistent/ember-fuzz.img,serial=X,readonly=on" };
+	cfg.nr_devices = 1;
 	err[0] = 0;
 	if (snapshot_disks_check_json((const char *)data, size, &cfg, err, sizeof(err)) == 0)
 		abort();

@@ -15,7 +15,6 @@ enum debug_exit_mode { DEBUG_EXIT_AUTO = 0, DEBUG_EXIT_ON, DEBUG_EXIT_OFF };
 enum reboot_policy { REBOOT_RESTART, REBOOT_EXIT };
 enum cpu_model { CPU_MODEL_HOST, CPU_MODEL_BASELINE };
 
-#define CONFIG_MAX_DISKS 8
 #define CONFIG_MAX_DEVICES 64
 
 /* One device instance asked for on the command line or in a JSON config:
@@ -51,9 +50,6 @@ struct vm_config {
 	unsigned qmp_max_clients;
 	unsigned qmp_handshake_timeout_s;
 	unsigned qmp_idle_timeout_s;
-	/* --disk option strings, parsed by the virtio-blk device. */
-	const char *disks[CONFIG_MAX_DISKS];
-	unsigned nr_disks;
 	/* --restore DIR: start from a snapshot (vmm/snapshot/) instead of
 	 * booting; restore_paused: stay paused until QMP cont. */
 	const char *restore_dir;

@@ -193,6 +193,9 @@ START_TEST(test_bad_flags)
 	expect_bad("--virtio-console", "--virtio-console", "pty");
 	expect_bad("one stdio backend", "--virtio-console", "stdio");
 	expect_bad("--debug-exit: takes no value", "--debug-exit=1", NULL);
+	/* Real device tables: bad options fail here, before any VM. */
+	expect_bad("--disk: readonly: expected on or off", "--disk", "path=/a,readonly=maybe");
+	expect_bad("--disk: path: required", "--disk", "readonly=on");
 	expect_bad("--hugepages: takes no value", "--hugepages=yes", NULL);
 }
 END_TEST

@@ -268,6 +268,13 @@ START_TEST(test_errors)
 	ck_assert_int_eq(parse("{\"debug_exit\": false}"), 0);
 	ck_assert_int_eq(cfg.debug_exit, DEBUG_EXIT_OFF);
 
+	/* The virtio-blk table's own key, and its older name. */
+	expect_fail("{\"disk\": [{\"path\": \"/a\"}, {\"path\": \"/b\", \"readonly\": \"maybe\"}]}",
+		    "disk[1].readonly: expected on or off");
+	expect_fail("{\"disk\": \"path=/a,foo=1\"}",
+		    "disk: unknown option 'foo' (valid: path, readonly, serial, aio, cache)");
+	expect_fail("{\"disk\": \"path=/a\", \"disks\": [{\"path\": \"/b\"}]}",
+		    "disks: virtio-blk already given as 'disk'");
 	/* "disks" goes through the virtio-blk options table. */
 	expect_fail("{\"disks\": [1]}",
 		    "disks[0]: expected an option string, an object or true, or an array of them");
@@ -405,10 +412,6 @@ static const struct {
 	{ "config", "names the JSON file itself" },
 };
 
-/* Hand-written device flags still waiting for their device's options
- * table: once a table claims the flag, the entry stops applying. */
-static const char *const legacy_device_flags[] = { "disk", "rng", "virtio-console" };
-
 static bool json_key_known(const char *key)
 {
 	char text[160], unknown[160];
@@ -431,8 +434,6 @@ START_TEST(test_every_flag_has_a_json_key)
 
 		for (i = 0; i < sizeof(cli_only) / sizeof(cli_only[0]); i++)
 			skip |= !strcmp(o->name, cli_only[i].flag);
-		for (i = 0; !t && i < sizeof(legacy_device_flags) / sizeof(legacy_device_flags[0]); i++)
-			skip |= !strcmp(o->name, legacy_device_flags[i]);
 		if (skip)
 			continue;
 		if (t) {

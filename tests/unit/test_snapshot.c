@@ -476,10 +476,9 @@ static void disks_teardown(void)
 static void two_disks(struct vm_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
-	cfg->disks[0] = opt_a;
-	cfg->nr_disks = 1;
-	cfg->devices[0] = (struct device_spec){ .type = "virtio-blk", .args = opt_b };
-	cfg->nr_devices = 1;
+	cfg->devices[0] = (struct device_spec){ .type = "virtio-blk", .args = opt_a };
+	cfg->devices[1] = (struct device_spec){ .type = "virtio-blk", .args = opt_b };
+	cfg->nr_devices = 2;
 }
 
 static void expect_disks(const char *json, const struct vm_config *cfg, const char *want)
@@ -533,7 +532,7 @@ START_TEST(test_disks_changed)
 	make_file(copy, 1 << 20);
 	other = cfg;
 	snprintf(opt_copy, sizeof(opt_copy), "path=%s,serial=A", copy);
-	other.disks[0] = opt_copy;
+	other.devices[0].args = opt_copy;
 	expect_disks(json, &other, "not the file");
 	/* Replaced by rename: same path, new inode. */
 	ck_assert_int_eq(rename(copy, disk_a), 0);
@@ -543,17 +542,17 @@ START_TEST(test_disks_changed)
 	expect_disks(json, &cfg, "No such file");
 	/* Fewer disks; a different serial; writable instead of read-only. */
 	other = cfg;
-	other.nr_devices = 0;
+	other.nr_devices = 1;
 	expect_disks(json, &other, "2 disks, this VM has 1");
 	make_file(disk_a, 1 << 20);
 	free(json);
 	ck_assert_int_eq(snapshot_disks_describe(&cfg, &json, err, sizeof(err)), 0);
 	other = cfg;
 	snprintf(opt_copy, sizeof(opt_copy), "path=%s,serial=B", disk_a);
-	other.disks[0] = opt_copy;
+	other.devices[0].args = opt_copy;
 	expect_disks(json, &other, "serial");
 	other = cfg;
-	other.devices[0].args = disk_b;
+	other.devices[1].args = disk_b;
 	expect_disks(json, &other, "read-only");
 	/* Hostile lists. */
 	expect_disks("{\"version\":1}", &cfg, "no version or disks");

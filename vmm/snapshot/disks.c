@@ -16,7 +16,7 @@
 #include "vmm/config.h"
 
 #define DISKS_FORMAT_VERSION	1
-#define MAX_DISKS		(CONFIG_MAX_DISKS + CONFIG_MAX_DEVICES)
+#define MAX_DISKS		CONFIG_MAX_DEVICES
 
 struct disk {
 	const char *opts;
@@ -73,14 +73,11 @@ static void disk_parse(const char *opts, struct disk *d)
 	}
 }
 
-/* --disk strings first, then virtio-blk devices from options tables. */
+/* The virtio-blk devices, in command-line order. */
 static unsigned collect(const struct vm_config *cfg, struct disk *out)
 {
 	unsigned n = 0;
 
-	for (unsigned i = 0; i < cfg->nr_disks && i < CONFIG_MAX_DISKS; i++)
-		if (cfg->disks[i])
-			disk_parse(cfg->disks[i], &out[n++]);
 	for (unsigned i = 0; i < cfg->nr_devices && i < CONFIG_MAX_DEVICES; i++)
 		if (cfg->devices[i].type && !strcmp(cfg->devices[i].type, "virtio-blk"))
 			disk_parse(cfg->devices[i].args ? cfg->devices[i].args : "", &out[n++]);
