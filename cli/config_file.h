@@ -8,8 +8,9 @@
  *     "cmdline": "console=ttyS0", "cpus": 2,
  *     "memory": "512M",          (integer bytes, or a --memory string:
  *                                  K/M/G suffix, bare numbers are MiB)
- *     "disks": [ {"path": "/img", "readonly": true, "serial": "root",
- *                 "aio": "io_uring", "cache": "none"} ],
+ *     "disk": [ {"path": "/img", "readonly": true, "serial": "root",
+ *                "aio": "io_uring", "cache": "none"}, "path=/data.img" ],
+ *     "rng": true, "virtio-console": "file:/var/log/hvc0.log",
  *     "console": "stdio" | "none" | "file:PATH",
  *     "on_reboot": "restart" | "exit", "cpu_model": "host" | "baseline",
  *     "api_sock": "/run/ember/vm.sock", "shutdown_timeout": 30,
@@ -41,7 +42,7 @@
 #include "vmm/config.h"
 
 /* Returns 0, or a negative errno with a message in err such as
- * "disks[1].path: expected string", "memory: expected integer or size
+ * "disk[1].readonly: expected on or off", "memory: expected integer or size
  * string", "foo: unknown key" or "line 3, column 7: <syntax error>"
  * (the caller prefixes the file name). On failure cfg is unchanged. */
 int config_file_load(const char *path, struct vm_config *cfg, char *err, size_t errlen)

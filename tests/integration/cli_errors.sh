@@ -33,7 +33,13 @@ check_err "--rng: given twice" run --rng --rng
 check_err "--virtio-console: backend" run --virtio-console pty
 check_err "--virtio-console stdio needs --console file:PATH or none" run --virtio-console stdio
 check_err "unknown option 'bogus'" run --virtio-console stdio,bogus=1 --console none
+check_err "--disk: unknown option 'foo' (valid: path" run --disk foo=bar
+check_err "--disk: readonly: expected on or off" run --disk path=/x,readonly=maybe
+check_err "--disk: path: required" run --disk readonly=on
+check_err "--disk: aio=native requires cache=none" run --disk path=/x,aio=native
 # The same checks for a JSON config, naming the field.
+printf '{"disk": [{"path": "/a"}, {"path": "/b", "readonly": "maybe"}]}' >"$TMPD/bad.json"
+check_err "disk\[1\].readonly: expected on or off" run --config "$TMPD/bad.json"
 printf '{"rng": {"x": 1}}' >"$TMPD/bad.json"
 check_err "rng.x: unknown option" run --config "$TMPD/bad.json"
 printf '{"rng": [true]}' >"$TMPD/bad.json"
@@ -48,7 +54,6 @@ check_err "vCPUs" run --cpus 1024
 # Device and control-plane set-up failures: one line, exit 1.
 check_err "cannot open $TMPD/missing.img" run --disk path="$TMPD/missing.img"
 check_err "--disk: unknown option 'foo'" run --disk foo=bar
-check_err "aio=native requires cache=none" run --disk path="$TMPD/junk",aio=native
 check_err "--api-sock $TMPD/nodir/s.sock" run --api-sock "$TMPD/nodir/s.sock"
 # More hugepages than the host has reserved: an error now, never a SIGBUS.
 if [ "$(cat /proc/sys/vm/nr_hugepages 2>/dev/null || echo 0)" -lt 2048 ]; then
