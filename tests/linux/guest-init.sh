@@ -345,6 +345,11 @@ t_balloon_reporting() {
 	while true; do sleep 1; done
 }
 
+# More tests: /init.d/*.sh (tests/linux/init.d/, one file per area) define t_<test>.
+for f in /init.d/*.sh; do
+	[ -e "$f" ] && . "$f"
+done
+
 case $T in
 churn) t_churn ;;
 bench) t_bench ;;
@@ -359,6 +364,11 @@ panic) t_panic ;;
 snapshot) t_snapshot ;;
 balloon) t_balloon ;;
 balloon_reporting) t_balloon_reporting ;;
-*) echo "EMBER-CHECK known_test FAIL no test named '$T'"; NFAIL=1; done_; off ;;
+*)
+	if type "t_$T" >/dev/null 2>&1; then
+		"t_$T"
+	else
+		echo "EMBER-CHECK known_test FAIL no test named '$T'"; NFAIL=1; done_; off
+	fi ;;
 esac
 off
