@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cli/ctl.h"
+#include "vmm/control/fdstore.h"
 #include "vmm/control/qmp.h"
 #include "base/evloop.h"
 #include "vmm/notify.h"
@@ -1105,6 +1106,112 @@ START_TEST(test_server_basic)
 }
 END_TEST
 
+/* Sends s with fds attached (SCM_RIGHTS), as a management layer does for getfd. */
+static void tc_send_fds(struct tclient *c, const char *s, const int *fds, unsigned nfds)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(8 * sizeof(int))];
+	} control;
+	struct iovec iov = { .iov_base = (void *)s, .iov_len = strlen(s) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+			     .msg_controllen = CMSG_SPACE(nfds * sizeof(int)) };
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+
+	ck_assert_uint_le(nfds, 8);
+	memset(&control, 0, sizeof(control));
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+	memcpy(CMSG_DATA(cm), fds, nfds * sizeof(int));
+	ck_assert_int_eq(sendmsg(c->fd, &mh, MSG_NOSIGNAL), (ssize_t)strlen(s));
+}
+
+/* The fd Ember holds under name (x-query-fds), or -1. */
+static int stored_fd(struct tclient *c, const char *name)
+{
+	json_t *m = tc_cmd(c, "{\"execute\": \"x-query-fds\"}"), *e;
+	size_t i;
+	int fd = -1;
+
+	json_array_foreach(json_object_get(m, "return"), i, e)
+		if (!strcmp(json_string_value(json_object_get(e, "fdname")), name))
+			fd = (int)json_integer_value(json_object_get(e, "fd"));
+	json_decref(m);
+	return fd;
+}
+
+START_TEST(test_server_getfd)
+{
+	struct tclient c;
+	int p[2], q[2], extra[3];
+	char byte = 0;
+	json_t *m;
+
+	fdstore_clear();
+	ck_assert_int_eq(pipe(p), 0);
+	ck_assert_int_eq(pipe(q), 0);
+	tc_open(&c);
+	tc_greet(&c, true);
+	/* No fd came: QEMU's error. */
+	tc_sends(&c, "{\"execute\": \"getfd\", \"arguments\": {\"fdname\": \"a\"}}");
+	tc_expect_error(&c, "GenericError");
+	/* The write end of a pipe, stored as "tap0": Ember's copy writes into it. */
+	tc_send_fds(&c, "{\"execute\": \"getfd\", \"arguments\": {\"fdname\": \"tap0\"}}", &p[1], 1);
+	m = tc_reply(&c);
+	ck_assert_msg(json_object_get(m, "return"), "getfd failed");
+	json_decref(m);
+	close(p[1]);
+	int fd = stored_fd(&c, "tap0");
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(fcntl(fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+	ck_assert_int_eq(write(fd, "x", 1), 1);
+	ck_assert_int_eq(read(p[0], &byte, 1), 1);
+	ck_assert_int_eq(byte, 'x');
+	/* A name starting with a digit is refused and the fd closed. */
+	tc_send_fds(&c, "{\"execute\": \"getfd\", \"arguments\": {\"fdname\": \"1x\"}}", &q[1], 1);
+	tc_expect_error(&c, "GenericError");
+	/* Several fds in one message: one is kept, the rest closed (no leak). */
+	ck_assert_int_eq(pipe(extra), 0);
+	extra[2] = dup(q[1]);
+	tc_send_fds(&c, "{\"execute\": \"getfd\", \"arguments\": {\"fdname\": \"b\"}}", extra, 3);
+	m = tc_reply(&c);
+	ck_assert_msg(json_object_get(m, "return"), "getfd with 3 fds failed");
+	json_decref(m);
+	close(extra[0]);
+	close(extra[1]);
+	close(extra[2]);
+	/* Same name again replaces (and closes) the old one. */
+	tc_send_fds(&c, "{\"execute\": \"getfd\", \"arguments\": {\"fdname\": \"tap0\"}}", &q[1], 1);
+	m = tc_reply(&c);
+	ck_assert_msg(json_object_get(m, "return"), "getfd replace failed");
+	json_decref(m);
+	close(q[1]);
+	/* The old pipe's only write end was Ember's: now closed, so EOF. */
+	ck_assert_int_eq(read(p[0], &byte, 1), 0);
+	/* closefd, then closefd again. */
+	m = tc_cmd(&c, "{\"execute\": \"closefd\", \"arguments\": {\"fdname\": \"tap0\"}}");
+	ck_assert_msg(json_object_get(m, "return"), "closefd failed");
+	json_decref(m);
+	ck_assert_int_eq(read(q[0], &byte, 1), 0);
+	tc_sends(&c, "{\"execute\": \"closefd\", \"arguments\": {\"fdname\": \"tap0\"}}");
+	tc_expect_error(&c, "GenericError");
+	/* An fd sent with some other command waits for the next getfd; the
+	 * session closes it when the client goes. */
+	ck_assert_int_eq(pipe(extra), 0);
+	tc_send_fds(&c, "{\"execute\": \"query-status\"}", &extra[1], 1);
+	json_decref(tc_reply(&c));
+	close(extra[1]);
+	tc_close(&c);
+	wait_clients(0);
+	ck_assert_int_eq(read(extra[0], &byte, 1), 0);
+	close(extra[0]);
+	close(p[0]);
+	close(q[0]);
+	fdstore_clear();
+}
+END_TEST
+
 START_TEST(test_server_events)
 {
 	struct tclient a, b;
@@ -2068,6 +2175,7 @@ static Suite *qmp_suite(void)
 	tcase_add_checked_fixture(ts, srv_setup, srv_teardown);
 	tcase_set_timeout(ts, 60);
 	tcase_add_test(ts, test_server_basic);
+	tcase_add_test(ts, test_server_getfd);
 	tcase_add_test(ts, test_server_events);
 	tcase_add_test(ts, test_server_bad_input);
 	tcase_add_test(ts, test_server_oversized);

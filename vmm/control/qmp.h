@@ -117,6 +117,10 @@ bool qmp_session_negotiated(const struct qmp_session *s);
 /* The client is gone (dropped for its backlog, say): input already read
  * but not yet executed is discarded, now and in any later feed. */
 void qmp_session_close(struct qmp_session *s);
+/* A file descriptor arrived with the client's input (SCM_RIGHTS): the
+ * session owns it until a getfd names it; a newer one replaces (closes) it,
+ * and the session closes it when destroyed. */
+void qmp_session_give_fd(struct qmp_session *s, int fd);
 
 /* Framing + dispatch: feed raw bytes as they arrive (objects may be split
  * across calls or several may share one call, with or without newlines).

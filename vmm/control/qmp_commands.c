@@ -9,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "vmm/control/fdstore.h"
+
 #ifndef EMBER_VERSION
 #define EMBER_VERSION "0.0.0"
 #endif
@@ -357,6 +359,50 @@ static json_t *cmd_snapshot_save(struct qmp_session *s, json_t *args, json_t **e
 	return json_object();
 }
 
+/* getfd / closefd: QEMU's names, arguments and messages. */
+static const struct qmp_arg fdname_args[] = {
+	{ "fdname", ARG_STR, false },
+	{ NULL, 0, false },
+};
+
+static json_t *cmd_getfd(struct qmp_session *s, json_t *args, json_t **err)
+{
+	const char *name = json_string_value(json_object_get(args, "fdname"));
+	char msg[160] = "";
+	int fd = s->pending_fd;
+
+	if (fd < 0) {
+		*err = generic_error("%s", "No file descriptor supplied via SCM_RIGHTS");
+		return NULL;
+	}
+	s->pending_fd = -1;
+	if (fdstore_put(name, fd, msg, sizeof(msg)) < 0) {
+		*err = generic_error("%s", msg);
+		return NULL;
+	}
+	return json_object();
+}
+
+static json_t *cmd_closefd(struct qmp_session *s, json_t *args, json_t **err)
+{
+	const char *name = json_string_value(json_object_get(args, "fdname"));
+
+	(void)s;
+	if (fdstore_close(name) < 0) {
+		*err = generic_error("File descriptor named '%s' not found", name);
+		return NULL;
+	}
+	return json_object();
+}
+
+static json_t *cmd_x_query_fds(struct qmp_session *s, json_t *args, json_t **err)
+{
+	(void)s;
+	(void)args;
+	(void)err;
+	return fdstore_list();
+}
+
 static const struct qmp_arg qom_list_types_args[] = {
 	{ "implements", ARG_STR, true },
 	{ "abstract", ARG_BOOL, true },
@@ -384,6 +430,9 @@ static const struct qmp_cmd qmp_cmds[] = {
 	{ "system_reset", cmd_system_reset, NULL },
 	{ "quit", cmd_quit, NULL },
 	{ "snapshot-save", cmd_snapshot_save, snapshot_save_args },
+	{ "getfd", cmd_getfd, fdname_args },
+	{ "closefd", cmd_closefd, fdname_args },
+	{ "x-query-fds", cmd_x_query_fds, NULL },
 	{ "qom-list-types", qmp_cmd_qom_list_types, qom_list_types_args },
 	{ "device-list-properties", qmp_cmd_device_list_properties, device_list_properties_args },
 };

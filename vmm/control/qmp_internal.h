@@ -33,6 +33,7 @@ struct qmp_session {
 	void *event_opaque;
 	bool negotiated;
 	bool closed;		/* the client was dropped: run nothing more */
+	int pending_fd;		/* the last fd received (SCM_RIGHTS), for getfd; -1 */
 	struct qmp_lexer lx;
 };
 

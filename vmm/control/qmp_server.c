@@ -34,6 +34,7 @@
 #define QMP_READ_CHUNK   (64 * 1024)
 #define QMP_READS_PER_CB 16
 #define QMP_FLUSH_MS     200	/* destroy: time allowed to flush output */
+#define QMP_MAX_PASSED_FDS 4	/* fds read per message; one is kept (getfd) */
 
 struct qmp_client {
 	struct qmp_server *srv;
@@ -235,13 +236,52 @@ static void client_free(struct qmp_client *c)
 	free(c);
 }
 
+/* Fds that came with the input (getfd): the first goes to the session,
+ * which keeps it for the next getfd; extras and truncated sets are closed,
+ * so a client cannot make Ember leak descriptors. */
+static void client_take_fds(struct qmp_client *c, struct msghdr *mh)
+{
+	bool given = false;
+
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
+		size_t n;
+		int fds[QMP_MAX_PASSED_FDS];
+
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS ||
+		    cm->cmsg_len < CMSG_LEN(sizeof(int)))
+			continue;
+		n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		if (n > QMP_MAX_PASSED_FDS)
+			n = QMP_MAX_PASSED_FDS;
+		memcpy(fds, CMSG_DATA(cm), n * sizeof(int));
+		for (size_t i = 0; i < n; i++) {
+			if (!given && !(mh->msg_flags & MSG_CTRUNC)) {
+				qmp_session_give_fd(c->session, fds[i]);
+				given = true;
+			} else {
+				close(fds[i]);
+			}
+		}
+	}
+}
+
 static void client_read(struct qmp_client *c)
 {
 	char buf[QMP_READ_CHUNK];
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(QMP_MAX_PASSED_FDS * sizeof(int))];
+	} control;
 	int i;
 
 	for (i = 0; i < QMP_READS_PER_CB && !c->dead; i++) {
-		ssize_t n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
+		struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+				     .msg_control = control.buf, .msg_controllen = sizeof(control.buf) };
+		ssize_t n = recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+
+		if (n >= 0 && mh.msg_controllen)
+			client_take_fds(c, &mh);
 
 		if (n == 0) {
 			c->eof = true;

@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct feed_ctx {
 	struct qmp_session *s;
@@ -24,6 +25,7 @@ struct qmp_session *qmp_session_create(const struct qmp_backend_ops *ops, void *
 	s->backend = backend;
 	s->event = event;
 	s->event_opaque = event_opaque;
+	s->pending_fd = -1;
 	return s;
 }
 
@@ -32,12 +34,21 @@ void qmp_session_destroy(struct qmp_session *s)
 	if (!s)
 		return;
 	qmp_lexer_free(&s->lx);
+	if (s->pending_fd >= 0)
+		close(s->pending_fd);
 	free(s);
 }
 
 bool qmp_session_negotiated(const struct qmp_session *s)
 {
 	return s->negotiated;
+}
+
+void qmp_session_give_fd(struct qmp_session *s, int fd)
+{
+	if (s->pending_fd >= 0)
+		close(s->pending_fd);
+	s->pending_fd = fd;
 }
 
 void qmp_session_close(struct qmp_session *s)
