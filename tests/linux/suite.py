@@ -41,16 +41,19 @@ class Guest:
     """One Ember process running the suite's kernel and initramfs."""
 
     def __init__(self, tmpd, test, cpus=2, model="baseline", memory="512M",
-                 extra=(), api=False, on_reboot="exit", stdin=False, cmdline=""):
+                 extra=(), api=False, on_reboot="exit", stdin=False, cmdline="", prefix=(),
+                 tag=""):
         self.tmpd = tmpd
-        self.serial = os.path.join(tmpd, "serial.log")
-        self.logpath = os.path.join(tmpd, "ember.log")
-        self.sock = os.path.join(tmpd, "qmp.sock") if api else None
+        sfx = "-" + tag if tag else ""  # tag: several guests in one test
+        self.serial = os.path.join(tmpd, "serial%s.log" % sfx)
+        self.logpath = os.path.join(tmpd, "ember%s.log" % sfx)
+        self.sock = os.path.join(tmpd, "qmp%s.sock" % sfx) if api else None
         cmd = ["console=ttyS0", "quiet", "panic=-1", "ember.test=" + test,
                "ember.cpus=%d" % cpus]
         if cmdline:
             cmd.append(cmdline)
-        self.argv = [os.environ["EMBER"], "run", "--kernel", KERNEL, "--initrd", INITRD,
+        # prefix: e.g. ("ip", "netns", "exec", NS) to run Ember in a namespace.
+        self.argv = list(prefix) + [os.environ["EMBER"], "run", "--kernel", KERNEL, "--initrd", INITRD,
                      "--cmdline", " ".join(cmd), "--cpus", str(cpus), "--memory", memory,
                      "--cpu-model", model, "--console", "file:" + self.serial,
                      "--on-reboot", on_reboot] + list(extra)
