@@ -25,6 +25,7 @@
 #include "base/log.h"
 #include "devices/vhost/vhost.h"
 #include "devices/virtio/registry.h"
+#include "devices/virtio/vsock/uds.h"
 
 #define VHOST_VSOCK_PATH	"/dev/vhost-vsock"
 #define VSOCK_CFG_SIZE		8	/* le64 guest_cid */
@@ -53,6 +54,7 @@ struct virtio_vsock {
 	int call_cur[NR_KERNEL_RINGS];
 	struct vsock_fallback fb[NR_KERNEL_RINGS];
 	struct vq_chain chain;
+	struct vsock_uds *uds;		/* uds=PATH: Ember serves rx/tx (uds.h) */
 };
 
 static struct virtio_vsock *to_vsock(struct virtio_device *dev)
@@ -270,6 +272,8 @@ static int vsock_activate(struct virtio_device *dev)
 		stop_kernel(v);
 		v->active = false;
 	}
+	if (v->uds)
+		vsock_uds_set_running(v->uds, v->active && !v->paused);
 	pthread_mutex_unlock(&v->lock);
 	return ret;
 }
@@ -283,6 +287,10 @@ static void vsock_reset(struct virtio_device *dev)
 	v->active = false;
 	/* A new driver has no connections to forget. */
 	v->reset_pending = false;
+	if (v->uds) {
+		vsock_uds_set_running(v->uds, false);
+		vsock_uds_drop(v->uds);
+	}
 	pthread_mutex_unlock(&v->lock);
 }
 
@@ -297,8 +305,8 @@ static const struct virtio_device_ops vsock_ops = {
 
 /* ---- life cycle ---- */
 
-int vsock_dev_create(struct virtio_vsock **out, const struct device_ctx *ctx, uint64_t cid,
-		     int vhost_fd, char *err, size_t errlen)
+static int dev_create(struct virtio_vsock **out, const struct device_ctx *ctx, uint64_t cid,
+		      int vhost_fd, const char *uds_path, char *err, size_t errlen)
 {
 	uint64_t features = VSOCK_RING_FEATURES;
 	struct virtio_vsock *v;
@@ -356,6 +364,8 @@ int vsock_dev_create(struct virtio_vsock **out, const struct device_ctx *ctx, ui
 			goto fail;
 		}
 	}
+	if (uds_path)	/* the bridge is stream-only */
+		features &= ~VIRTIO_BIT(VIRTIO_VSOCK_F_SEQPACKET);
 	ret = virtio_dev_init(&v->vdev, &vsock_ops, ctx->mem, VSOCK_NR_QUEUES, VSOCK_QUEUE_SIZE,
 			      features & ~VIRTIO_BIT(VIRTIO_F_VERSION_1));
 	if (ret) {
@@ -363,11 +373,40 @@ int vsock_dev_create(struct virtio_vsock **out, const struct device_ctx *ctx, ui
 		goto fail;
 	}
 	v->vdev.call_fd_changed = vsock_call_changed;
+	if (uds_path) {
+		ret = vsock_uds_create(&v->uds, &v->vdev, ctx->loop, &v->lock, cid, uds_path, err,
+				       errlen);
+		if (ret)
+			goto fail;
+	}
 	*out = v;
 	return 0;
 fail:
 	vsock_dev_destroy(v);
 	return ret;
+}
+
+int vsock_dev_create(struct virtio_vsock **out, const struct device_ctx *ctx, uint64_t cid,
+		     int vhost_fd, char *err, size_t errlen)
+{
+	return dev_create(out, ctx, cid, vhost_fd, NULL, err, errlen);
+}
+
+int vsock_dev_create_uds(struct virtio_vsock **out, const struct device_ctx *ctx, uint64_t cid,
+			 const char *path, char *err, size_t errlen)
+{
+	return dev_create(out, ctx, cid, -1, path, err, errlen);
+}
+
+unsigned vsock_dev_nr_conns(struct virtio_vsock *v)
+{
+	unsigned n = 0;
+
+	pthread_mutex_lock(&v->lock);
+	if (v->uds)
+		n = vsock_uds_nr_conns(v->uds);
+	pthread_mutex_unlock(&v->lock);
+	return n;
 }
 
 static int vsock_dev_start(struct virtio_vsock *v)
@@ -376,6 +415,8 @@ static int vsock_dev_start(struct virtio_vsock *v)
 
 	if (v->started || !v->ctx.loop)
 		return 0;
+	if (v->uds && (ret = vsock_uds_start(v->uds)))
+		return ret;
 	ret = evloop_add(v->ctx.loop, virtio_dev_kick_fd(&v->vdev, VSOCK_QUEUE_EVENT), EPOLLIN,
 			 on_event_kick, v);
 	if (ret)
@@ -398,6 +439,7 @@ static void vsock_dev_stop(struct virtio_vsock *v)
 	pthread_mutex_lock(&v->lock);
 	stop_kernel(v);
 	pthread_mutex_unlock(&v->lock);
+	vsock_uds_stop(v->uds);
 	if (!v->started)
 		return;
 	evloop_del(v->ctx.loop, virtio_dev_kick_fd(&v->vdev, VSOCK_QUEUE_EVENT));
@@ -411,6 +453,7 @@ void vsock_dev_destroy(struct virtio_vsock *v)
 	if (!v)
 		return;
 	vsock_dev_stop(v);
+	vsock_uds_destroy(v->uds);
 	vhost_dev_close(&v->vhost);
 	for (unsigned q = 0; q < NR_KERNEL_RINGS; q++)
 		if (v->fallback[q] >= 0)
@@ -435,6 +478,8 @@ void vsock_dev_pause(struct virtio_vsock *v)
 	pthread_mutex_lock(&v->lock);
 	v->paused = true;
 	stop_kernel(v);
+	if (v->uds)
+		vsock_uds_set_running(v->uds, false);
 	pthread_mutex_unlock(&v->lock);
 }
 
@@ -450,6 +495,8 @@ void vsock_dev_resume(struct virtio_vsock *v)
 		stop_kernel(v);
 	else
 		deliver_events(v);
+	if (v->uds)
+		vsock_uds_set_running(v->uds, v->active && !ret);
 	pthread_mutex_unlock(&v->lock);
 	if (ret)
 		virtio_dev_set_needs_reset(&v->vdev);
@@ -464,6 +511,10 @@ static const struct dev_option vsock_opts_list[] = {
 	{ .name = "vhostfd", .type = DEV_OPT_STRING,
 	  .offset = DEV_OPT_FIELD(struct vsock_opts, vhostfd),
 	  .help = "an open /dev/vhost-vsock fd passed by the caller" },
+	{ .name = "uds", .type = DEV_OPT_STRING, .offset = DEV_OPT_FIELD(struct vsock_opts, uds),
+	  .help = "serve the guest in Ember, bridged to unix sockets: host programs connect "
+		  "to PATH and write \"CONNECT <port>\\n\"; guest connections to port P go "
+		  "to PATH_P (no /dev/vhost-vsock needed)" },
 };
 
 static int vsock_opts_check(void *opts, char *err, size_t errlen)
@@ -486,6 +537,14 @@ static int vsock_opts_check(void *opts, char *err, size_t errlen)
 		}
 		o->vhost_fd = (int)fd;
 	}
+	if (o->uds && o->vhostfd) {
+		snprintf(err, errlen, "uds= and vhostfd= exclude each other");
+		return -EINVAL;
+	}
+	if (o->uds && !*o->uds) {
+		snprintf(err, errlen, "uds: empty path");
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -493,7 +552,7 @@ static struct dev_option_table vsock_options = {
 	.type = "virtio-vsock",
 	.flag = "vsock",
 	.json_key = "vsock",
-	.summary = "a virtio-vsock device on the kernel's vhost-vsock",
+	.summary = "a virtio-vsock device on the kernel's vhost-vsock, or bridged to unix sockets",
 	.positional = "cid",
 	.max_instances = 1,
 	.size = sizeof(struct vsock_opts),
@@ -510,6 +569,17 @@ static int vsock_create(struct device_ctx *ctx, const void *opts, struct virtio_
 	int fd = o->vhost_fd, ret;
 
 	*out = NULL;
+	if (o->uds) {
+		ret = vsock_dev_create_uds(&v, ctx, o->cid, o->uds, err, sizeof(err));
+		if (ret) {
+			virtio_create_error("%s", err);
+			return ret;
+		}
+		log_info("vsock: guest CID %llu bridged to unix sockets at %s",
+			 (unsigned long long)o->cid, o->uds);
+		*out = &v->vdev;
+		return 0;
+	}
 	if (fd < 0) {
 		fd = open(VHOST_VSOCK_PATH, O_RDWR | O_CLOEXEC);
 		if (fd < 0) {
@@ -586,6 +656,8 @@ static int vsock_load(struct virtio_device *dev, json_t *saved, char *err, size_
 	 * resume, so it drops its sockets (5.10.6.7). */
 	pthread_mutex_lock(&v->lock);
 	v->reset_pending = v->active;
+	if (v->uds)
+		vsock_uds_drop(v->uds);
 	pthread_mutex_unlock(&v->lock);
 	return 0;
 }

@@ -4,7 +4,11 @@
  * (/dev/vhost-vsock) straight from guest memory; 2 the event queue, which
  * stays in Ember. Its only event is TRANSPORT_RESET, sent after a snapshot
  * restore (the host's connections are gone): the driver's event buffers
- * are held until then. Config space: the guest CID (le64). */
+ * are held until then. Config space: the guest CID (le64).
+ *
+ * With uds=PATH the kernel is not used: Ember serves rx and tx on the main
+ * loop and bridges connections to unix sockets (uds.h). Snapshots then drop
+ * every bridged connection (TRANSPORT_RESET after restore, as above). */
 #ifndef EMBER_VIRTIO_VSOCK_H
 #define EMBER_VIRTIO_VSOCK_H
 
@@ -28,6 +32,7 @@
 struct vsock_opts {
 	uint64_t cid;
 	char *vhostfd;		/* an open /dev/vhost-vsock fd, as a number */
+	char *uds;		/* the unix-socket bridge's path (uds.h), or NULL */
 	int vhost_fd;		/* parsed, -1: open /dev/vhost-vsock */
 };
 
@@ -38,7 +43,14 @@ struct virtio_vsock;
  * idle). err says why on failure. */
 int vsock_dev_create(struct virtio_vsock **out, const struct device_ctx *ctx, uint64_t cid,
 		     int vhost_fd, char *err, size_t errlen) __attribute__((warn_unused_result));
+/* The unix-socket bridge instead (uds.h, conn.h): Ember serves rx/tx
+ * itself, host programs meet the guest at path (bound now). */
+int vsock_dev_create_uds(struct virtio_vsock **out, const struct device_ctx *ctx, uint64_t cid,
+			 const char *path, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
 void vsock_dev_destroy(struct virtio_vsock *v);
+/* Open bridge connections (0 on vhost-vsock). */
+unsigned vsock_dev_nr_conns(struct virtio_vsock *v);
 struct virtio_device *vsock_virtio(struct virtio_vsock *v);
 uint64_t vsock_cid(const struct virtio_vsock *v);
 
