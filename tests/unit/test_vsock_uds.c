@@ -14,9 +14,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "base/evloop.h"
 #include "devices/virtio/vsock/conn.h"
 #include "devices/virtio/vsock/packet.h"
+#include "devices/virtio/vsock/vsock.h"
 #include "helpers/ck_run.h"
+#include "helpers/mock_vq.h"
 
 #define CID		42
 #define GUEST_PORT	1234
@@ -519,6 +522,194 @@ START_TEST(test_small_rx_buffer)
 }
 END_TEST
 
+/* ---- the device: uds.c serving mock queues on a real evloop ---- */
+
+#define MEM_BASE	0x100000ULL
+#define MEM_SIZE	(8ULL << 20)
+
+static struct mock_mem mem;
+static struct mock_vq rxq, txq, evq;
+static struct virtio_vsock *vs;
+static struct virtio_device *vdev;
+static struct evloop *loop;
+
+static void nop_used(struct virtio_device *d, unsigned q)
+{
+	(void)d;
+	(void)q;
+}
+
+static void nop_config(struct virtio_device *d)
+{
+	(void)d;
+}
+
+static void dev_setup(void)
+{
+	struct device_ctx ctx = { 0 };
+	char err[256] = "";
+	uint8_t st = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER;
+
+	strcpy(dir, "/tmp/ember-vsock-dev-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/v.sock", dir);
+	mock_mem_init(&mem, MEM_BASE, MEM_SIZE);
+	loop = evloop_create();
+	ck_assert_ptr_nonnull(loop);
+	ctx.mem = &mem.gm;
+	ctx.loop = loop;
+	ck_assert_int_eq(vsock_dev_create_uds(&vs, &ctx, CID, path, err, sizeof(err)), 0);
+	vdev = vsock_virtio(vs);
+	vdev->notify_used = nop_used;
+	vdev->notify_config = nop_config;
+	ck_assert_int_eq(vsock_dev_start(vs), 0);
+	/* Stream only: SEQPACKET is not offered on the bridge. */
+	ck_assert(!(virtio_dev_host_features(vdev) & VIRTIO_BIT(VIRTIO_VSOCK_F_SEQPACKET)));
+	ck_assert_int_eq(virtio_dev_set_status(vdev, VIRTIO_STATUS_ACKNOWLEDGE), 0);
+	ck_assert_int_eq(virtio_dev_set_status(vdev, st), 0);
+	virtio_dev_set_driver_features(vdev, virtio_dev_host_features(vdev));
+	st |= VIRTIO_STATUS_FEATURES_OK;
+	ck_assert_int_eq(virtio_dev_set_status(vdev, st), 0);
+	mock_vq_init(&rxq, &mem, 16);
+	mock_vq_init(&txq, &mem, 16);
+	mock_vq_init(&evq, &mem, 16);
+	mock_vq_attach(&rxq, virtio_dev_queue(vdev, VSOCK_QUEUE_RX));
+	mock_vq_attach(&txq, virtio_dev_queue(vdev, VSOCK_QUEUE_TX));
+	mock_vq_attach(&evq, virtio_dev_queue(vdev, VSOCK_QUEUE_EVENT));
+	ck_assert_int_eq(virtio_dev_set_status(vdev, st | VIRTIO_STATUS_DRIVER_OK), 0);
+}
+
+static void dev_teardown(void)
+{
+	char p[160];
+
+	vsock_dev_destroy(vs);
+	evloop_destroy(loop);
+	mock_mem_destroy(&mem);
+	snprintf(p, sizeof(p), "%s_5000", path);
+	unlink(p);
+	rmdir(dir);
+}
+
+static void run_loop(void)
+{
+	for (int i = 0; i < 10; i++)
+		if (evloop_run_once(loop, 20) <= 0)
+			break;
+}
+
+static uint64_t add_rx(void)
+{
+	uint64_t gpa = mock_mem_alloc(&mem, 4096, 8);
+	struct mock_buf b = { .gpa = gpa, .len = 4096, .write = true };
+
+	mock_vq_add_chain(&rxq, &b, 1);
+	virtio_dev_queue_notify(vdev, VSOCK_QUEUE_RX);
+	return gpa;
+}
+
+/* A tx chain: hdr_len bytes of h's encoding, then payload bytes. */
+static void add_tx(const struct vsock_hdr *h, uint32_t hdr_len, const void *payload, uint32_t plen)
+{
+	uint8_t raw[VSOCK_HDR_SIZE];
+	struct mock_buf b[2];
+	unsigned n = 1;
+
+	vsock_hdr_encode(raw, h);
+	b[0] = (struct mock_buf){ .gpa = mock_mem_alloc(&mem, VSOCK_HDR_SIZE, 8), .len = hdr_len };
+	mock_mem_write(&mem, b[0].gpa, raw, hdr_len);
+	if (plen) {
+		b[1] = (struct mock_buf){ .gpa = mock_mem_alloc(&mem, plen, 8), .len = plen };
+		mock_mem_write(&mem, b[1].gpa, payload, plen);
+		n = 2;
+	}
+	mock_vq_add_chain(&txq, b, n);
+	virtio_dev_queue_notify(vdev, VSOCK_QUEUE_TX);
+}
+
+START_TEST(test_device_connect_and_data)
+{
+	int lfd = listen_port(5000), c;
+	struct vsock_hdr h = ghdr(VSOCK_OP_REQUEST, 5000, 0), r;
+	uint64_t gpa;
+	char buf[16];
+
+	gpa = add_rx();
+	add_tx(&h, VSOCK_HDR_SIZE, NULL, 0);
+	run_loop();
+	ck_assert_uint_eq(mock_vq_used_idx(&txq), 1);
+	ck_assert_uint_eq(mock_vq_used_idx(&rxq), 1);
+	ck_assert_uint_eq(mock_vq_used_elem(&rxq, 0).len, VSOCK_HDR_SIZE);
+	vsock_hdr_decode(&r, mock_mem_ptr(&mem, gpa, VSOCK_HDR_SIZE));
+	ck_assert_uint_eq(r.op, VSOCK_OP_RESPONSE);
+	ck_assert_uint_eq(vsock_dev_nr_conns(vs), 1);
+	c = accept(lfd, NULL, NULL);
+	ck_assert_int_ge(c, 0);
+	h = ghdr(VSOCK_OP_RW, 5000, 5);
+	add_tx(&h, VSOCK_HDR_SIZE, "ember", 5);
+	run_loop();
+	ck_assert_int_eq(read(c, buf, sizeof(buf)), 5);
+	ck_assert(memcmp(buf, "ember", 5) == 0);
+	/* Host -> guest: waits for an rx buffer. */
+	ck_assert_int_eq(write(c, "hi", 2), 2);
+	run_loop();
+	ck_assert_uint_eq(mock_vq_used_idx(&rxq), 1);
+	gpa = add_rx();
+	run_loop();
+	ck_assert_uint_eq(mock_vq_used_idx(&rxq), 2);
+	ck_assert_uint_eq(mock_vq_used_elem(&rxq, 1).len, VSOCK_HDR_SIZE + 2);
+	ck_assert(memcmp(mock_mem_ptr(&mem, gpa + VSOCK_HDR_SIZE, 2), "hi", 2) == 0);
+	/* A driver reset drops the connection: the host sees EOF. */
+	virtio_dev_reset(vdev);
+	run_loop();
+	ck_assert_int_eq(read(c, buf, sizeof(buf)), 0);
+	ck_assert_uint_eq(vsock_dev_nr_conns(vs), 0);
+	close(c);
+	close(lfd);
+}
+END_TEST
+
+START_TEST(test_device_malformed_tx)
+{
+	struct vsock_hdr h = ghdr(VSOCK_OP_RW, 5000, 1000);
+
+	add_rx();
+	add_tx(&h, 10, NULL, 0);		/* no whole header */
+	add_tx(&h, VSOCK_HDR_SIZE, "x", 1);	/* len beyond the chain */
+	h = ghdr(VSOCK_OP_REQUEST, 5000, 0);
+	h.src_cid = 7;				/* spoofed */
+	add_tx(&h, VSOCK_HDR_SIZE, NULL, 0);
+	run_loop();
+	ck_assert_uint_eq(mock_vq_used_idx(&txq), 3);
+	ck_assert_uint_eq(mock_vq_used_idx(&rxq), 0);	/* nothing answered */
+	ck_assert(!(virtio_dev_get_status(vdev) & VIRTIO_STATUS_NEEDS_RESET));
+	/* A descriptor outside guest memory breaks the queue: NEEDS_RESET. */
+	mock_vq_set_desc(&txq, 15, MEM_BASE + MEM_SIZE, 64, 0, 0);
+	mock_vq_publish(&txq, 15);
+	virtio_dev_queue_notify(vdev, VSOCK_QUEUE_TX);
+	run_loop();
+	ck_assert(virtio_dev_get_status(vdev) & VIRTIO_STATUS_NEEDS_RESET);
+}
+END_TEST
+
+START_TEST(test_device_paused_holds_queues)
+{
+	int lfd = listen_port(5000);
+	struct vsock_hdr h = ghdr(VSOCK_OP_REQUEST, 5000, 0);
+
+	add_rx();
+	vsock_dev_pause(vs);
+	add_tx(&h, VSOCK_HDR_SIZE, NULL, 0);
+	run_loop();
+	ck_assert_uint_eq(mock_vq_used_idx(&txq), 0);
+	vsock_dev_resume(vs);
+	run_loop();
+	ck_assert_uint_eq(mock_vq_used_idx(&txq), 1);
+	ck_assert_uint_eq(mock_vq_used_idx(&rxq), 1);
+	close(lfd);
+}
+END_TEST
+
 static Suite *uds_suite(void)
 {
 	Suite *s = suite_create("vsock-uds");
@@ -535,6 +726,12 @@ static Suite *uds_suite(void)
 	tcase_add_test(tc, test_rst_and_refusals);
 	tcase_add_test(tc, test_connection_cap);
 	tcase_add_test(tc, test_small_rx_buffer);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("device");
+	tcase_add_checked_fixture(tc, dev_setup, dev_teardown);
+	tcase_add_test(tc, test_device_connect_and_data);
+	tcase_add_test(tc, test_device_malformed_tx);
+	tcase_add_test(tc, test_device_paused_holds_queues);
 	suite_add_tcase(s, tc);
 	return s;
 }

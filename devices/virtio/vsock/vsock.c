@@ -409,7 +409,7 @@ unsigned vsock_dev_nr_conns(struct virtio_vsock *v)
 	return n;
 }
 
-static int vsock_dev_start(struct virtio_vsock *v)
+int vsock_dev_start(struct virtio_vsock *v)
 {
 	int ret;
 
@@ -434,7 +434,7 @@ static int vsock_dev_start(struct virtio_vsock *v)
 	return 0;
 }
 
-static void vsock_dev_stop(struct virtio_vsock *v)
+void vsock_dev_stop(struct virtio_vsock *v)
 {
 	pthread_mutex_lock(&v->lock);
 	stop_kernel(v);

@@ -61,6 +61,10 @@ void vsock_transport_reset(struct virtio_vsock *v);
 void vsock_event_kick(struct virtio_vsock *v);
 bool vsock_event_pending(struct virtio_vsock *v);
 
+/* Main thread: watch the event queue (and with uds=, the rx/tx queues and
+ * sockets) on ctx->loop; stop undoes it. The registry's start/stop. */
+int vsock_dev_start(struct virtio_vsock *v) __attribute__((warn_unused_result));
+void vsock_dev_stop(struct virtio_vsock *v);
 void vsock_dev_pause(struct virtio_vsock *v);
 void vsock_dev_resume(struct virtio_vsock *v);
 
