@@ -130,3 +130,36 @@ t_net() {
 	done_
 	off
 }
+
+# Two guests on one bridge (net_bridge): ember.role=a pings b and streams
+# pattern(ember.mb MiB) to b:6000; b hashes what arrives.
+t_net_bridge() {
+	local ip peer mb role n=0
+	ip=$(arg ip); peer=$(arg peer); mb=$(arg mb); role=$(arg role)
+	if net_iface >/dev/null; then ok net_dev; else bad net_dev "no virtio-net device"; done_; off; fi
+	ip link set lo up
+	ip link set eth0 up
+	ip addr add "$ip" dev eth0
+	net_wait_carrier 1 30 || bad net_carrier_up "eth0 has no carrier"
+	if [ "$role" = b ]; then
+		( sleep 900 | nc -l -p 6000 | sha256sum | cut -d' ' -f1 >/tmp/got ) &
+		echo "EMBER-READY net-bridge-listen"
+		while [ ! -s /tmp/got ] && [ $n -lt 6000 ]; do sleep 0.1; n=$((n + 1)); done
+		echo "EMBER-INFO net_bridge_got=$(cat /tmp/got 2>/dev/null)"
+		pkill -f "sleep 900" 2>/dev/null
+		ok net_bridge_received
+	else
+		# b may still be booting: wait until it answers.
+		while ! ping -c 1 -W 1 "$peer" >/dev/null 2>&1 && [ $n -lt 300 ]; do n=$((n + 1)); done
+		check net_bridge_ping ping -c 3 -W 10 "$peer"
+		n=0
+		until pattern $((mb * 1048576)) | nc "$peer" 6000; do
+			n=$((n + 1))
+			[ $n -gt 60 ] && { bad net_bridge_send "nc to $peer:6000 kept failing"; break; }
+			sleep 1
+		done
+		[ $n -le 60 ] && ok net_bridge_send
+	fi
+	done_
+	off
+}
