@@ -144,6 +144,13 @@ int kvm_set_memslot(struct kvm_vm *kvm, uint32_t slot, uint64_t gpa, uint64_t si
 	return xioctl(kvm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r);
 }
 
+int kvm_get_dirty_log(struct kvm_vm *kvm, uint32_t slot, uint64_t *bitmap)
+{
+	struct kvm_dirty_log log = { .slot = slot, .dirty_bitmap = bitmap };
+
+	return xioctl(kvm->vm_fd, KVM_GET_DIRTY_LOG, &log);
+}
+
 int kvm_add_memslot(struct kvm_vm *kvm, uint64_t gpa, uint64_t size, void *hva)
 {
 	int ret;

@@ -39,6 +39,10 @@ int kvm_set_identity_map_addr(struct kvm_vm *kvm, uint64_t addr);
 int kvm_set_memslot(struct kvm_vm *kvm, uint32_t slot, uint64_t gpa, uint64_t size,
 		    void *hva, uint32_t flags);
 int kvm_add_memslot(struct kvm_vm *kvm, uint64_t gpa, uint64_t size, void *hva);
+/* KVM_GET_DIRTY_LOG: copy slot's dirty bitmap (a bit per 4 KiB page, 64-bit
+ * words, enough for the slot's size) into bitmap and clear it in KVM. The
+ * slot must have KVM_MEM_LOG_DIRTY_PAGES (kvm_set_memslot flags). */
+int kvm_get_dirty_log(struct kvm_vm *kvm, uint32_t slot, uint64_t *bitmap);
 
 int kvm_create_irqchip(struct kvm_vm *kvm);
 int kvm_create_pit2(struct kvm_vm *kvm);

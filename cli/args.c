@@ -93,7 +93,7 @@ enum {
 	OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_CONSOLE,
 	OPT_ON_REBOOT, OPT_CPU_MODEL, OPT_API_SOCK, OPT_CONFIG, OPT_HUGEPAGES,
 	OPT_TEST_DEVICE, OPT_SHUTDOWN_TIMEOUT, OPT_HELP, OPT_DEBUG_EXIT,
-	OPT_RESTORE, OPT_RESTORE_PAUSED,
+	OPT_RESTORE, OPT_RESTORE_PAUSED, OPT_INCOMING,
 	OPT_DEVICE = 1024,	/* + index into dev_tables[] */
 };
 
@@ -116,6 +116,7 @@ static const struct option base_options[] = {
 	{ "debug-exit", no_argument, NULL, OPT_DEBUG_EXIT },
 	{ "restore", required_argument, NULL, OPT_RESTORE },
 	{ "restore-paused", no_argument, NULL, OPT_RESTORE_PAUSED },
+	{ "incoming", required_argument, NULL, OPT_INCOMING },
 	{ "help", no_argument, NULL, OPT_HELP },
 };
 
@@ -181,6 +182,8 @@ void args_usage(FILE *out)
 		"  --restore DIR            start from the snapshot in DIR (QMP snapshot-save), with the\n"
 		"                           same --cpus, --memory, --cpu-model and devices\n"
 		"  --restore-paused         with --restore: stay paused until QMP cont\n"
+		"  --incoming URI           receive a live migration (QMP migrate on the source) on\n"
+		"                           unix:PATH or tcp:HOST:PORT, with the same flags, then run\n"
 		"\n"
 		"devices (options: key=value,key=value; booleans on|off; sizes with K/M/G/T):\n");
 	for (const struct dev_option_table *t = dev_option_tables(); t; t = t->next) {
@@ -432,6 +435,11 @@ int args_parse_run(int argc, char **argv, struct vm_config *cfg, char *err, size
 		case OPT_RESTORE_PAUSED:
 			cfg->restore_paused = true;
 			break;
+		case OPT_INCOMING:
+			if (strncmp(optarg, "unix:", 5) && strncmp(optarg, "tcp:", 4))
+				bad("--incoming: expected unix:PATH or tcp:HOST:PORT, got '%s'", optarg);
+			cfg->incoming = optarg;
+			break;
 		case OPT_HELP:
 			args_usage(stdout);
 			ret = 1;
@@ -456,6 +464,8 @@ int args_parse_run(int argc, char **argv, struct vm_config *cfg, char *err, size
 		bad("--initrd needs --kernel");
 	if (cfg->restore_paused && !cfg->restore_dir)
 		bad("--restore-paused needs --restore DIR");
+	if (cfg->incoming && cfg->restore_dir)
+		bad("--incoming and --restore are two ways to start from a saved guest: give one");
 	if (cfg->restore_dir && cfg->hugepages)
 		bad("--restore maps the snapshot's memory file lazily and cannot use --hugepages");
 out:

@@ -456,6 +456,8 @@ static int apply(struct loader *ld, json_t *root)
 				ld->cfg.debug_exit = json_is_true(v) ? DEBUG_EXIT_ON : DEBUG_EXIT_OFF;
 		} else if (!strcmp(key, "restore")) {
 			r = get_string(ld, v, key, true, &ld->cfg.restore_dir);
+		} else if (!strcmp(key, "incoming")) {
+			r = get_string(ld, v, key, true, &ld->cfg.incoming);
 		} else if (!strcmp(key, "restore_paused")) {
 			r = json_is_boolean(v) ? 0 : fail(ld, "%s: expected boolean", key);
 			if (!r)

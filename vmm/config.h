@@ -54,6 +54,9 @@ struct vm_config {
 	 * booting; restore_paused: stay paused until QMP cont. */
 	const char *restore_dir;
 	bool restore_paused;
+	/* --incoming URI (unix:PATH or tcp:HOST:PORT): wait for a live
+	 * migration from another Ember (vmm/migration/) instead of booting. */
+	const char *incoming;
 	/* Devices from options tables, in command-line order (replaces the
 	 * per-device fields above as devices move to the registry). */
 	struct device_spec devices[CONFIG_MAX_DEVICES];

@@ -21,6 +21,7 @@
 #include "base/evloop.h"
 #include "base/log.h"
 #include "vmm/notify.h"
+#include "vmm/migration/migration.h"
 #include "vmm/snapshot/snapshot.h"
 #include "vmm/vcpu.h"
 
@@ -308,6 +309,7 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 				cfg->hugepages ? " in hugepages" : "", strerror(-ret));
 		goto err;
 	}
+	vm->mem_slot_base = vm->kvm->next_slot;
 	for (unsigned i = 0; i < vm->mem.nr; i++) {
 		const struct gm_region *r = &vm->mem.regions[i];
 
@@ -351,10 +353,10 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 	if (ret)
 		goto err;
 	/* A restored VM's RAM already holds the guest; vm_run loads its state. */
-	ret = vm->restore ? 0 : vm_load_guest(vm);
+	ret = vm->restore || cfg->incoming ? 0 : vm_load_guest(vm);
 	if (ret)
 		goto err;
-	ret = vm->restore ? 0 : vcpu_setup_boot(vm->vcpus[0], &vm->boot);
+	ret = vm->restore || cfg->incoming ? 0 : vcpu_setup_boot(vm->vcpus[0], &vm->boot);
 	if (ret) {
 		log_err("cannot set up the boot vCPU: %s", strerror(-ret));
 		goto err;
@@ -873,6 +875,12 @@ int vm_run(struct vm *vm)
 			ctx.status = 1;	/* a start-up failure, like a bad flag */
 			ctx.done = true;
 		}
+	} else if (vm->cfg->incoming) {
+		/* The same, from a live migration's stream. */
+		if (migration_incoming(vm)) {
+			ctx.status = 1;
+			ctx.done = true;
+		}
 	} else {
 		pthread_mutex_lock(&vm->lock);
 		vm->state = VM_STATE_RUNNING;
@@ -895,6 +903,7 @@ int vm_run(struct vm *vm)
 		}
 	}
 	notify_stopping();
+	migration_destroy(vm);	/* its thread is done with the VM before we stop it */
 	vm_stop(vm);
 out:
 	vm_control_stop(vm);

@@ -19,6 +19,7 @@ struct vcpu;
 struct evloop;
 struct qmp_server;
 struct snapshot_restore;
+struct migration;
 struct json_t;
 
 enum vm_state {
@@ -49,6 +50,7 @@ struct vm {
 	const struct vm_config *cfg;
 	struct kvm_vm *kvm;
 	struct guest_mem mem;
+	unsigned mem_slot_base;		/* KVM memslot of mem.regions[0]; region i is +i */
 	struct bus pio_bus;
 	struct bus mmio_bus;
 	struct irqchip irqchip;
@@ -100,6 +102,8 @@ struct vm {
 	bool qmp_stopped;	/* QMP stop holds one pause until cont */
 	/* --restore: the snapshot vm_run restores instead of booting. */
 	struct snapshot_restore *restore;
+	/* QMP migrate's state (vmm/migration/), made on first use. */
+	struct migration *migration;
 };
 
 int vm_create(struct vm *vm, const struct vm_config *cfg)

@@ -16,6 +16,7 @@
 #include "vmm/control/qmp.h"
 #include "base/evloop.h"
 #include "base/log.h"
+#include "vmm/migration/migration.h"
 #include "vmm/notify.h"
 #include "vmm/snapshot/snapshot.h"
 #include "vmm/vcpu.h"
@@ -239,6 +240,31 @@ static int backend_snapshot_save(void *opaque, const char *path, char *err, size
 	return snapshot_save_cmd(opaque, path, err, errlen);
 }
 
+static int backend_migrate(void *opaque, const char *uri, char *err, size_t errlen)
+{
+	return migration_start(opaque, uri, err, errlen);
+}
+
+static int backend_migrate_cancel(void *opaque, char *err, size_t errlen)
+{
+	return migration_cancel(opaque, err, errlen);
+}
+
+static int backend_migrate_set_parameters(void *opaque, json_t *args, char *err, size_t errlen)
+{
+	return migration_set_parameters(opaque, args, err, errlen);
+}
+
+static json_t *backend_query_migrate(void *opaque)
+{
+	return migration_query(opaque);
+}
+
+static json_t *backend_query_migrate_parameters(void *opaque)
+{
+	return migration_query_parameters(opaque);
+}
+
 static const struct qmp_backend_ops vm_qmp_ops = {
 	.query_status = backend_query_status,
 	.stop = backend_stop,
@@ -252,6 +278,11 @@ static const struct qmp_backend_ops vm_qmp_ops = {
 	.device_command = backend_device_command,
 	.device_command_names = backend_device_command_names,
 	.snapshot_save = backend_snapshot_save,
+	.migrate = backend_migrate,
+	.migrate_cancel = backend_migrate_cancel,
+	.migrate_set_parameters = backend_migrate_set_parameters,
+	.query_migrate = backend_query_migrate,
+	.query_migrate_parameters = backend_query_migrate_parameters,
 };
 
 void vm_emit_event(struct vm *vm, const char *name, json_t *data)

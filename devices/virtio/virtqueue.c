@@ -184,6 +184,42 @@ static int walk_chain(struct virtqueue *vq, struct vq_chain *c, uint16_t head)
 	}
 }
 
+/* Live migration: while guest memory logs device writes, a completed chain
+ * marks what the device may have written, its writable buffers and the used
+ * ring. The chain is walked again from the descriptor table: a guest that
+ * rewrote its own descriptors meanwhile only loses its own data. Bounded
+ * like walk_chain; anything odd just ends the walk. */
+static void mark_chain_written(struct virtqueue *vq, uint16_t head)
+{
+	const uint8_t *table = vq->desc;
+	uint32_t idx = head, max = vq->size, hops = 0;
+	bool in_indirect = false;
+	struct virtq_desc d;
+
+	guest_mem_mark_dirty(vq->gm, vq->used_gpa, USED_RING(vq->size) + 2);
+	while (++hops <= max) {
+		read_desc(table, idx, &d);
+		if (d.flags & VIRTQ_DESC_F_INDIRECT) {
+			if (in_indirect || !vq->indirect || d.len == 0 ||
+			    d.len % sizeof(struct virtq_desc))
+				return;
+			table = gm_ptr(vq->gm, d.addr, d.len);
+			if (!table)
+				return;
+			max = d.len / sizeof(struct virtq_desc);
+			hops = 0;
+			idx = 0;
+			in_indirect = true;
+			continue;
+		}
+		if (d.flags & VIRTQ_DESC_F_WRITE)
+			guest_mem_mark_dirty(vq->gm, d.addr, d.len);
+		if (!(d.flags & VIRTQ_DESC_F_NEXT) || d.next >= max)
+			return;
+		idx = d.next;
+	}
+}
+
 static void chain_clear(struct vq_chain *c)
 {
 	c->head = 0;
@@ -264,6 +300,8 @@ void virtqueue_push(struct virtqueue *vq, uint16_t head, uint32_t len)
 {
 	if (!vq->ready || head >= vq->size)
 		return;
+	if (guest_mem_dirty_logging(vq->gm))
+		mark_chain_written(vq, head);
 	used_write(vq, head, len);
 	if (vq->inflight)
 		vq->inflight--;
@@ -281,6 +319,8 @@ void virtqueue_push_batch(struct virtqueue *vq, const struct virtq_used_elem *el
 
 		if (elems[i].id >= vq->size)
 			continue;
+		if (guest_mem_dirty_logging(vq->gm))
+			mark_chain_written(vq, (uint16_t)elems[i].id);
 		__atomic_store_n(ring32(vq->used, off), htole32(elems[i].id), __ATOMIC_RELAXED);
 		__atomic_store_n(ring32(vq->used, off + 4), htole32(elems[i].len), __ATOMIC_RELAXED);
 		idx++;
@@ -381,6 +421,7 @@ void virtqueue_disable_notify(struct virtqueue *vq)
 	flags = ring16(vq->used, USED_FLAGS);
 	__atomic_store_n(flags, htole16(le16toh(__atomic_load_n(flags, __ATOMIC_RELAXED)) |
 					VIRTQ_USED_F_NO_NOTIFY), __ATOMIC_RELAXED);
+	guest_mem_mark_dirty(vq->gm, vq->used_gpa, 2);
 }
 
 bool virtqueue_enable_notify(struct virtqueue *vq)
@@ -396,6 +437,7 @@ bool virtqueue_enable_notify(struct virtqueue *vq)
 		__atomic_store_n(flags, htole16(le16toh(__atomic_load_n(flags, __ATOMIC_RELAXED)) &
 						~VIRTQ_USED_F_NO_NOTIFY), __ATOMIC_RELAXED);
 	}
+	guest_mem_mark_dirty(vq->gm, vq->used_gpa, USED_RING(vq->size) + 2);
 	/* Store-load: publish "kick me" before re-reading avail->idx, or a
 	 * buffer added in between is missed by both sides. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);

@@ -97,6 +97,13 @@ struct qmp_backend_ops {
 	 * stops first and stays stopped (the backend emits STOP itself). 0, or
 	 * -errno with a one-line reason in err. */
 	int (*snapshot_save)(void *opaque, const char *path, char *err, size_t errlen);
+	/* Live migration (migrate, migrate_cancel, migrate-set-parameters:
+	 * 0 or -errno with a reason in err; the queries return new objects). */
+	int (*migrate)(void *opaque, const char *uri, char *err, size_t errlen);
+	int (*migrate_cancel)(void *opaque, char *err, size_t errlen);
+	int (*migrate_set_parameters)(void *opaque, json_t *args, char *err, size_t errlen);
+	json_t *(*query_migrate)(void *opaque);
+	json_t *(*query_migrate_parameters)(void *opaque);
 };
 
 #define QMP_NO_SUCH_COMMAND 1

@@ -359,6 +359,99 @@ static json_t *cmd_snapshot_save(struct qmp_session *s, json_t *args, json_t **e
 	return json_object();
 }
 
+/* Live migration: QEMU's commands; the work is the backend's. */
+static const struct qmp_arg migrate_args[] = {
+	{ "uri", ARG_STR, false },
+	{ "detach", ARG_BOOL, true },	/* QEMU's; migrate never blocks here */
+	{ "blk", ARG_BOOL, true },
+	{ "inc", ARG_BOOL, true },
+	{ "resume", ARG_BOOL, true },
+	{ NULL, 0, false },
+};
+
+static json_t *cmd_migrate(struct qmp_session *s, json_t *args, json_t **err)
+{
+	const char *uri = json_string_value(json_object_get(args, "uri"));
+	char msg[512] = "";
+	int r;
+
+	if (!OP(s, migrate)) {
+		*err = generic_error("'%s' is not supported", "migrate");
+		return NULL;
+	}
+	if (json_is_true(json_object_get(args, "blk")) || json_is_true(json_object_get(args, "inc")) ||
+	    json_is_true(json_object_get(args, "resume"))) {
+		*err = generic_error("%s", "blk, inc and resume are not supported: disks are shared files");
+		return NULL;
+	}
+	r = s->ops->migrate(s->backend, uri, msg, sizeof(msg));
+	if (r < 0) {
+		*err = generic_error("%s", msg[0] ? msg : strerror(-r));
+		return NULL;
+	}
+	return json_object();
+}
+
+static json_t *cmd_migrate_cancel(struct qmp_session *s, json_t *args, json_t **err)
+{
+	char msg[256] = "";
+	int r;
+
+	(void)args;
+	if (!OP(s, migrate_cancel)) {
+		*err = generic_error("'%s' is not supported", "migrate_cancel");
+		return NULL;
+	}
+	r = s->ops->migrate_cancel(s->backend, msg, sizeof(msg));
+	if (r < 0) {
+		*err = generic_error("%s", msg[0] ? msg : strerror(-r));
+		return NULL;
+	}
+	return json_object();
+}
+
+static const struct qmp_arg migrate_parameters_args[] = {
+	{ "downtime-limit", ARG_INT, true },
+	{ "max-bandwidth", ARG_INT, true },
+	{ NULL, 0, false },
+};
+
+static json_t *cmd_migrate_set_parameters(struct qmp_session *s, json_t *args, json_t **err)
+{
+	char msg[256] = "";
+	json_t *empty = NULL;
+	int r;
+
+	if (!OP(s, migrate_set_parameters)) {
+		*err = generic_error("'%s' is not supported", "migrate-set-parameters");
+		return NULL;
+	}
+	if (!args)
+		args = empty = json_object();
+	r = s->ops->migrate_set_parameters(s->backend, args, msg, sizeof(msg));
+	json_decref(empty);
+	if (r < 0) {
+		*err = generic_error("%s", msg[0] ? msg : strerror(-r));
+		return NULL;
+	}
+	return json_object();
+}
+
+static json_t *cmd_query_migrate(struct qmp_session *s, json_t *args, json_t **err)
+{
+	(void)args;
+	(void)err;
+	return OP(s, query_migrate) ? s->ops->query_migrate(s->backend) : json_object();
+}
+
+static json_t *cmd_query_migrate_parameters(struct qmp_session *s, json_t *args, json_t **err)
+{
+	(void)args;
+	(void)err;
+	return OP(s, query_migrate_parameters) ? s->ops->query_migrate_parameters(s->backend) :
+						 json_object();
+}
+
 /* getfd / closefd: QEMU's names, arguments and messages. */
 static const struct qmp_arg fdname_args[] = {
 	{ "fdname", ARG_STR, false },
@@ -431,6 +524,11 @@ static const struct qmp_cmd qmp_cmds[] = {
 	{ "quit", cmd_quit, NULL },
 	{ "snapshot-save", cmd_snapshot_save, snapshot_save_args },
 	{ "getfd", cmd_getfd, fdname_args },
+	{ "migrate", cmd_migrate, migrate_args },
+	{ "migrate_cancel", cmd_migrate_cancel, NULL },
+	{ "migrate-set-parameters", cmd_migrate_set_parameters, migrate_parameters_args },
+	{ "query-migrate", cmd_query_migrate, NULL },
+	{ "query-migrate-parameters", cmd_query_migrate_parameters, NULL },
 	{ "closefd", cmd_closefd, fdname_args },
 	{ "x-query-fds", cmd_x_query_fds, NULL },
 	{ "qom-list-types", qmp_cmd_qom_list_types, qom_list_types_args },

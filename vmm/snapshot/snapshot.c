@@ -625,6 +625,27 @@ out:
 	return ret;
 }
 
+int snapshot_capture(struct vm *vm, uint8_t **image, size_t *image_len, char **disks,
+		     char *err, size_t errlen)
+{
+	struct snap_state s = { 0 };
+	int ret;
+
+	*image = NULL;
+	*disks = NULL;
+	ret = capture_machine(vm, &s, err, errlen);
+	if (!ret)
+		ret = snap_state_serialize(&s, image, image_len, err, errlen);
+	if (!ret)
+		ret = snapshot_disks_describe(vm->cfg, disks, err, errlen);
+	snap_state_free(&s);
+	if (ret) {
+		free(*image);
+		*image = NULL;
+	}
+	return ret;
+}
+
 int snapshot_save_cmd(struct vm *vm, const char *dir, char *err, size_t errlen)
 {
 	bool was_stopped = vm->qmp_stopped;
@@ -831,6 +852,31 @@ out:
 	free(path);
 	snapshot_restore_free(r);
 	return ret;
+}
+
+int snapshot_restore_from_image(struct vm *vm, const uint8_t *image, size_t len,
+				const char *disks, size_t disks_len, bool paused, char *err,
+				size_t errlen)
+{
+	struct snapshot_restore *r = calloc(1, sizeof(*r));
+	int ret;
+
+	if (!r)
+		return errf(err, errlen, -ENOMEM, "out of memory");
+	r->paused = paused;
+	r->dir = strdup("the migration stream");
+	ret = r->dir ? snap_state_parse(image, len, &r->state, err, errlen) :
+		       errf(err, errlen, -ENOMEM, "out of memory");
+	if (!ret)
+		ret = check_config(&r->state, vm->cfg, &vm->mem, err, errlen);
+	if (!ret)
+		ret = snapshot_disks_check_json(disks, disks_len, vm->cfg, err, errlen);
+	if (ret) {
+		snapshot_restore_free(r);
+		return ret;
+	}
+	vm->restore = r;
+	return 0;
 }
 
 /* Every MSR in the snapshot must be one this host's KVM saves. */

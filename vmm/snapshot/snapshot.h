@@ -16,6 +16,7 @@
 #ifndef EMBER_SNAPSHOT_H
 #define EMBER_SNAPSHOT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -54,6 +55,18 @@ int snapshot_restore_open(struct snapshot_restore **out, const struct vm_config 
 int snapshot_restore_start(struct vm *vm) __attribute__((warn_unused_result));
 
 void snapshot_restore_free(struct snapshot_restore *r);
+
+/* Live migration (vmm/migration/). Source: the paused VM's state as a state
+ * image (the DIR/state format) and its disk list (the disks.json text), both
+ * malloc'd. Destination: validate a received image and disk list against
+ * this VM (vCPUs, RAM and layout, CPU model, the same disk files) whose RAM
+ * already holds the guest, and set vm->restore for snapshot_restore_start()
+ * (paused: stay paused after the load). 0 or -errno with one line in err. */
+int snapshot_capture(struct vm *vm, uint8_t **image, size_t *image_len, char **disks,
+		     char *err, size_t errlen) __attribute__((warn_unused_result));
+int snapshot_restore_from_image(struct vm *vm, const uint8_t *image, size_t len,
+				const char *disks, size_t disks_len, bool paused, char *err,
+				size_t errlen) __attribute__((warn_unused_result));
 
 /* The pieces, for tests. The memory file: gm's RAM written into fd at its
  * memfd offsets, all-zero pages and memfd holes left as holes; *written is

@@ -125,6 +125,9 @@ struct blk_opts {
 	char serial[BLK_SERIAL_LEN + 1];
 	enum blk_aio aio;
 	enum blk_cache cache;
+	/* Incoming live migration: the source still holds the image's lock;
+	 * take it at the first resume, after the handover (blk_resume). */
+	bool defer_lock;
 };
 
 /* The --disk options table (options.c), registered by the device. */

@@ -22,6 +22,7 @@
 #include "base/log.h"
 #include "devices/virtio/registry.h"
 #include "devices/worker.h"
+#include "vmm/config.h"
 
 /* O_DIRECT alignment for buffers and lengths, and the bounce limits. */
 #define BLK_DIO_ALIGN		512
@@ -34,6 +35,7 @@
 struct blk_dev {
 	struct virtio_device vdev;	/* first: container_of is a cast */
 	struct blk_opts opts;
+	bool lock_pending;	/* opts.defer_lock: the flock is still to take */
 	struct blk_geom geom;
 	uint8_t cfg[sizeof(struct virtio_blk_config)];	/* as the driver reads it */
 	int fd;
@@ -471,8 +473,29 @@ void blk_pause(struct blk_dev *b)
 	dev_worker_pause(b->worker);
 }
 
+/* After an incoming migration the source exits once it has our ACK, which
+ * releases its lock: wait for that (bounded), and say so if it never goes. */
+static void take_deferred_lock(struct blk_dev *b)
+{
+	int op = (b->opts.readonly ? LOCK_SH : LOCK_EX) | LOCK_NB;
+
+	b->lock_pending = false;
+	for (int i = 0; i < 500; i++) {
+		if (flock(b->be.fd, op) == 0)
+			return;
+		if (errno != EWOULDBLOCK && errno != EINTR)
+			break;
+		usleep(10000);
+	}
+	log_err("virtio-blk: %s: still locked by another process after the migration "
+		"handover (is the source still running?); running without the lock",
+		b->opts.path);
+}
+
 void blk_resume(struct blk_dev *b)
 {
+	if (b->lock_pending)
+		take_deferred_lock(b);
 	dev_worker_resume(b->worker);
 }
 
@@ -588,7 +611,9 @@ static int open_image(struct blk_dev *b, const struct blk_opts *o)
 		virtio_create_error("cannot open %s: %s", o->path, strerror(errno));
 		return ret;
 	}
-	if (flock(fd, (o->readonly ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
+	if (o->defer_lock) {
+		b->lock_pending = true;
+	} else if (flock(fd, (o->readonly ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
 		virtio_create_error("%s is in use by another process", o->path);
 		close(fd);
 		return -EBUSY;
@@ -745,6 +770,7 @@ static int disk_create(struct device_ctx *ctx, const void *opts, struct virtio_d
 		virtio_create_error("%s", err);
 		return -EINVAL;
 	}
+	o.defer_lock = ctx->cfg && ctx->cfg->incoming;
 	ret = blk_create(&b, &o, ctx->mem);
 	if (ret)
 		return ret;
