@@ -23,3 +23,19 @@ t_vsock_uds() {
 	done_
 	off
 }
+
+# bench/vsock: ember.mb=N MiB guest -> host (to 2:5000), then host -> guest
+# (the guest listens on 5001), whatever the backend (uds bridge, vhost-vsock,
+# QEMU's vhost-vsock-pci); the host times both.
+t_vsock_bench() {
+	local mb
+	mb=$(sed -n 's/.*ember\.mb=\([0-9]*\).*/\1/p' /proc/cmdline)
+	mb=${mb:-64}
+	echo "EMBER-READY vsock-bench"
+	head -c $((mb * 1048576)) /dev/zero | timeout 600 vsock-bridge dial 2 5000 >/dev/null ||
+		bad vsock_bench_g2h "dial failed"
+	echo "EMBER-READY vsock-bench-listen"
+	timeout 600 vsock-bridge accept 5001 </dev/null >/dev/null || bad vsock_bench_h2g "accept failed"
+	done_
+	off
+}
