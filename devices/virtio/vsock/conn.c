@@ -42,6 +42,8 @@ struct vsock_conn {
 	bool want_request, want_response, want_credit_update, want_rst;
 	uint32_t want_shutdown;		/* VSOCK_SHUTDOWN_* flags still to send */
 
+	char line[CONNECT_LINE_MAX];	/* CONN_CONNECT_LINE: what came so far */
+	unsigned line_len;
 	bool readable;			/* the host socket has data (or EOF) to read */
 	bool host_eof;			/* read returned 0: SHUTDOWN(SEND) owed/sent */
 	bool guest_no_send, guest_no_rcv;	/* the guest's SHUTDOWN flags */
@@ -711,38 +713,37 @@ static uint32_t fresh_port(struct vsock_bridge *b, uint32_t peer)
 	}
 }
 
-/* "CONNECT <port>\n", read without taking any byte after the newline. */
+/* "CONNECT <port>\n", read a byte at a time: no byte after the newline is
+ * taken, and all that is there is consumed (a level-triggered loop would
+ * spin on a partial line left in the socket). */
 static void read_connect_line(struct vsock_bridge *b, struct vsock_conn *c)
 {
-	char line[CONNECT_LINE_MAX + 1], *nl, *end;
 	unsigned long port;
-	ssize_t n;
+	char *end;
 
-	n = recv(c->fd, line, CONNECT_LINE_MAX, MSG_PEEK);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return;
-	if (n <= 0) {
-		free_conn(b, c);
-		return;
+	for (;;) {
+		char ch;
+		ssize_t n = recv(c->fd, &ch, 1, 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n <= 0 || c->line_len == CONNECT_LINE_MAX - 1) {
+			free_conn(b, c);	/* gone, or no line: not a client of ours */
+			return;
+		}
+		if (ch == '\n')
+			break;
+		c->line[c->line_len++] = ch;
 	}
-	line[n] = 0;
-	nl = memchr(line, '\n', (size_t)n);
-	if (!nl) {
-		if (n == CONNECT_LINE_MAX)
-			free_conn(b, c);	/* no line: not a client of ours */
-		return;
-	}
-	if (recv(c->fd, line, (size_t)(nl - line + 1), 0) != nl - line + 1) {
-		free_conn(b, c);
-		return;
-	}
-	*nl = 0;
-	if (nl > line && nl[-1] == '\r')
-		nl[-1] = 0;
+	if (c->line_len && c->line[c->line_len - 1] == '\r')
+		c->line_len--;
+	c->line[c->line_len] = 0;
 	errno = 0;
-	if (strncmp(line, "CONNECT ", 8) ||
-	    (port = strtoul(line + 8, &end, 10), errno || end == line + 8 || *end ||
-	     port > UINT32_MAX)) {
+	if (strncmp(c->line, "CONNECT ", 8) ||
+	    (port = strtoul(c->line + 8, &end, 10), errno || end == c->line + 8 || *end ||
+	     c->line[8] < '0' || c->line[8] > '9' || port > UINT32_MAX)) {
 		free_conn(b, c);
 		return;
 	}
