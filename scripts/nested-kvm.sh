@@ -141,6 +141,8 @@ case "$WORKDIR/" in
 esac
 cp /cmd.sh /host/dev/shm/.ember-nested-cmd.sh
 echo 1 >/proc/sys/net/ipv4/ip_forward 2>/dev/null
+# Loopback up, as on any machine (tcp:127.0.0.1 migration, local services).
+ip link set lo up 2>/dev/ttyS0 || say "cannot bring lo up"
 # A heartbeat: the host side tells a frozen L1 from a slow command.
 (while :; do echo "nested-l1: alive $(cut -d' ' -f1 /proc/uptime)" >/dev/ttyS0; sleep 5; done) &
 chroot /host /bin/bash -c "export TMPDIR=$NESTED_TMP EMBER_NESTED=1; cd '$WORKDIR' && . /dev/shm/.ember-nested-cmd.sh" \

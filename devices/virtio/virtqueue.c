@@ -278,6 +278,7 @@ int virtqueue_pop(struct virtqueue *vq, struct vq_chain *c)
 	if (ret) {
 		/* Hand the head back so the guest doesn't wait for it forever. */
 		used_write(vq, head, 0);
+		guest_mem_mark_dirty(vq->gm, vq->used_gpa, USED_RING(vq->size) + 2);
 		goto broken;
 	}
 	vq->inflight++;
@@ -300,9 +301,11 @@ void virtqueue_push(struct virtqueue *vq, uint16_t head, uint32_t len)
 {
 	if (!vq->ready || head >= vq->size)
 		return;
+	used_write(vq, head, len);
+	/* After the writes: a mark made before them could be collected, and
+	 * the page sent, before they land. */
 	if (guest_mem_dirty_logging(vq->gm))
 		mark_chain_written(vq, head);
-	used_write(vq, head, len);
 	if (vq->inflight)
 		vq->inflight--;
 }
@@ -319,8 +322,6 @@ void virtqueue_push_batch(struct virtqueue *vq, const struct virtq_used_elem *el
 
 		if (elems[i].id >= vq->size)
 			continue;
-		if (guest_mem_dirty_logging(vq->gm))
-			mark_chain_written(vq, (uint16_t)elems[i].id);
 		__atomic_store_n(ring32(vq->used, off), htole32(elems[i].id), __ATOMIC_RELAXED);
 		__atomic_store_n(ring32(vq->used, off + 4), htole32(elems[i].len), __ATOMIC_RELAXED);
 		idx++;
@@ -330,6 +331,11 @@ void virtqueue_push_batch(struct virtqueue *vq, const struct virtq_used_elem *el
 	vq->used_idx = idx;
 	/* Every element before the index that publishes them all. */
 	__atomic_store_n(ring16(vq->used, USED_IDX), htole16(idx), __ATOMIC_RELEASE);
+	/* Migration: mark after the writes (see virtqueue_push). */
+	if (guest_mem_dirty_logging(vq->gm))
+		for (unsigned i = 0; i < n; i++)
+			if (elems[i].id < vq->size)
+				mark_chain_written(vq, (uint16_t)elems[i].id);
 }
 
 void virtqueue_unpop(struct virtqueue *vq, uint16_t n)

@@ -314,18 +314,21 @@ static void bitmaps_free(struct migration *m)
 	}
 }
 
-/* KVM's bits OR the devices' into m->bits; the number of dirty pages. */
+/* KVM's bits and the devices' OR'ed into m->bits (pages not yet sent stay
+ * set: send_pass clears what it sends); the number of dirty pages. */
 static long sync_dirty(struct migration *m)
 {
 	struct vm *vm = m->vm;
 	long total = 0;
 
 	for (unsigned i = 0; i < vm->mem.nr; i++) {
-		int ret = kvm_get_dirty_log(vm->kvm, vm->mem_slot_base + i, m->bits[i]);
+		int ret = kvm_get_dirty_log(vm->kvm, vm->mem_slot_base + i, m->dev_bits[i]);
 		long n;
 
 		if (ret)
 			return ret;
+		for (size_t w = 0; w < m->words[i]; w++)
+			m->bits[i][w] |= m->dev_bits[i][w];
 		n = guest_mem_dirty_log_fetch(&vm->mem, i, m->dev_bits[i], m->words[i]);
 		if (n < 0)
 			return n;
@@ -416,8 +419,11 @@ static int send_pass(struct migration *m, bool all)
 		for (uint64_t p = 0; p < pages; p++) {
 			int ret;
 
-			if (!all && !(m->bits[i][p / 64] & (1ULL << (p % 64))))
-				continue;
+			if (!all) {
+				if (!(m->bits[i][p / 64] & (1ULL << (p % 64))))
+					continue;
+				m->bits[i][p / 64] &= ~(1ULL << (p % 64));
+			}
 			ret = send_page(m, r->gpa + p * MIG_PAGE_SIZE, r->hva + p * MIG_PAGE_SIZE, all);
 			if (ret)
 				return ret;
@@ -626,7 +632,10 @@ static void *mig_thread(void *arg)
 		 (unsigned long long)m->dirty_sync_count, (long long)m->downtime_ms,
 		 (long long)m->total_ms);
 	set_status(m, MIG_COMPLETED);
-	/* The guest runs on the destination now: never here again. */
+	/* The guest runs on the destination now: never here again. QMP clients
+	 * get a moment to see "completed" (the event, or query-migrate) before
+	 * the socket goes; the VM stays paused meanwhile. */
+	usleep(500 * 1000);
 	vm_request_quit(vm, "migrated to another Ember");
 	goto out;
 

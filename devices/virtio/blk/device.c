@@ -474,7 +474,8 @@ void blk_pause(struct blk_dev *b)
 }
 
 /* After an incoming migration the source exits once it has our ACK, which
- * releases its lock: wait for that (bounded), and say so if it never goes. */
+ * releases its lock: wait for that (bounded), and say so if it never goes.
+ * Only from the VM-level resume (disk_resume), never a device reset's. */
 static void take_deferred_lock(struct blk_dev *b)
 {
 	int op = (b->opts.readonly ? LOCK_SH : LOCK_EX) | LOCK_NB;
@@ -494,8 +495,6 @@ static void take_deferred_lock(struct blk_dev *b)
 
 void blk_resume(struct blk_dev *b)
 {
-	if (b->lock_pending)
-		take_deferred_lock(b);
 	dev_worker_resume(b->worker);
 }
 
@@ -799,9 +798,15 @@ static void disk_pause(struct virtio_device *dev)
 	blk_pause(to_blk(dev));
 }
 
+/* The VM runs again. After an incoming migration that is after the ACK,
+ * so the source is exiting and its lock goes. */
 static void disk_resume(struct virtio_device *dev)
 {
-	blk_resume(to_blk(dev));
+	struct blk_dev *b = to_blk(dev);
+
+	if (b->lock_pending)
+		take_deferred_lock(b);
+	blk_resume(b);
 }
 
 /* Paused. Requests popped but not yet issued are handed back to the ring

@@ -23,10 +23,10 @@ def _mig_wait_status(q, want, timeout=300):
             st = q.cmd("query-migrate")
             last = st
         except (EOFError, OSError):
-            done = [e for e in q.events if e.get("event") == "MIGRATION" and
-                    e.get("data", {}).get("status") in want]
-            need(done, "the source closed QMP during the migration (last %r, events %r)" % (last, q.events))
-            return dict(last, status=done[-1]["data"]["status"])
+            mig = [e["data"]["status"] for e in q.events if e.get("event") == "MIGRATION"]
+            need(mig and mig[-1] in want, "the source closed QMP during the migration (last %r, "
+                 "MIGRATION events %r)" % (last, mig))
+            return dict(last, status=mig[-1])
         if st.get("status") in want:
             return st
         need(time.time() < end, "query-migrate stayed %r (wanted %s)" % (st, "/".join(want)))
@@ -128,6 +128,7 @@ def test_migrate(tmpd):
             time.sleep(1)   # tcp: the listener is up a moment after start
             last_before = snap_ticks(cur)[-1][0]
             t0 = time.time()
+            cq.events.clear()
             cq.cmd("migrate", {"uri": uri})
             st = _mig_wait_status(cq, ("completed", "failed"))
             need(st["status"] == "completed", "hop %d: %r" % (hop, st))
