@@ -41,6 +41,7 @@
 #define MIG_IO_TIMEOUT_S	60	/* a peer that stops reading or writing */
 #define MIG_ACK_TIMEOUT_S	60	/* the destination loads the state */
 #define MIG_BATCH_PAGES		256	/* between cancel and bandwidth checks */
+#define MIG_OUT_BUF		(1u << 20)
 
 enum mig_status {
 	MIG_NONE, MIG_SETUP, MIG_ACTIVE, MIG_DEVICE, MIG_COMPLETED, MIG_FAILED,
@@ -91,7 +92,8 @@ struct migration {
 	uint64_t *dev_bits[GM_MAX_REGIONS];
 	size_t words[GM_MAX_REGIONS];
 	bool logging;
-	uint8_t page_buf[MIG_PAGE_SIZE];
+	uint8_t out[MIG_OUT_BUF];	/* the send buffer (the thread's) */
+	size_t out_len;
 };
 
 static int64_t now_ms(void)
@@ -368,40 +370,59 @@ static void throttle(struct migration *m, uint64_t sent, int64_t t0)
 		usleep(1000);
 }
 
+/* The stream is written through a buffer: one send per MIG_OUT_BUF bytes,
+ * not two per page. */
+static int out_flush(struct migration *m)
+{
+	int ret = m->out_len ? write_all(m->fd, m->out, m->out_len) : 0;
+
+	m->out_len = 0;
+	return ret;
+}
+
+static int out_put(struct migration *m, const void *p, size_t n)
+{
+	int ret;
+
+	if (m->out_len + n > MIG_OUT_BUF && (ret = out_flush(m)))
+		return ret;
+	if (n > MIG_OUT_BUF)
+		return write_all(m->fd, p, n);
+	memcpy(m->out + m->out_len, p, n);
+	m->out_len += n;
+	return 0;
+}
+
 /* One page; zero pages go as ZERO records (skip_zero: not at all). */
 static int send_page(struct migration *m, uint64_t gpa, const uint8_t *hva, bool skip_zero)
 {
-	uint8_t tag[8];
+	uint8_t *slot;
 	int ret;
 
+	if (m->out_len + 8 + MIG_PAGE_SIZE > MIG_OUT_BUF && (ret = out_flush(m)))
+		return ret;
+	slot = m->out + m->out_len;
 	/* A racy copy is fine: a page written meanwhile is dirty again. */
-	memcpy(m->page_buf, hva, MIG_PAGE_SIZE);
-	if (page_is_zero(m->page_buf)) {
+	memcpy(slot + 8, hva, MIG_PAGE_SIZE);
+	if (page_is_zero(slot + 8)) {
 		pthread_mutex_lock(&m->lock);
 		m->zero_pages++;
+		if (!skip_zero)
+			m->transferred += 8;
 		pthread_mutex_unlock(&m->lock);
 		if (skip_zero)
 			return 0;
-		wr64(tag, gpa | MIG_REC_ZERO);
-		ret = write_all(m->fd, tag, sizeof(tag));
-		if (!ret) {
-			pthread_mutex_lock(&m->lock);
-			m->transferred += sizeof(tag);
-			pthread_mutex_unlock(&m->lock);
-		}
-		return ret;
+		wr64(slot, gpa | MIG_REC_ZERO);
+		m->out_len += 8;
+		return 0;
 	}
-	wr64(tag, gpa | MIG_REC_PAGE);
-	ret = write_all(m->fd, tag, sizeof(tag));
-	if (!ret)
-		ret = write_all(m->fd, m->page_buf, MIG_PAGE_SIZE);
-	if (!ret) {
-		pthread_mutex_lock(&m->lock);
-		m->transferred += sizeof(tag) + MIG_PAGE_SIZE;
-		m->normal_pages++;
-		pthread_mutex_unlock(&m->lock);
-	}
-	return ret;
+	wr64(slot, gpa | MIG_REC_PAGE);
+	m->out_len += 8 + MIG_PAGE_SIZE;
+	pthread_mutex_lock(&m->lock);
+	m->transferred += 8 + MIG_PAGE_SIZE;
+	m->normal_pages++;
+	pthread_mutex_unlock(&m->lock);
+	return 0;
 }
 
 /* all: every page (the first pass, zero pages skipped); else the dirty ones. */
@@ -434,7 +455,7 @@ static int send_pass(struct migration *m, bool all)
 			}
 		}
 	}
-	return 0;
+	return out_flush(m);
 }
 
 /* ---- the main-loop side: pause and capture, or resume ---- */
@@ -510,7 +531,7 @@ static int send_header(struct migration *m)
 	wr64(h + 16, vm->mem.ram_size);
 	wr32(h + 24, (uint32_t)vm->cfg->cpu_model);
 	snprintf((char *)h + 32, 32, "%s", EMBER_VERSION);
-	return write_all(m->fd, h, sizeof(h));
+	return out_put(m, h, sizeof(h));
 }
 
 static int send_state(struct migration *m)
@@ -525,12 +546,14 @@ static int send_state(struct migration *m)
 	wr64(rec + 12, m->image_len);
 	wr64(rec + 20, dl);
 	wr32(rec + 28, crc);
-	if ((ret = write_all(m->fd, rec, sizeof(rec))) ||
-	    (ret = write_all(m->fd, m->image, m->image_len)) ||
-	    (ret = write_all(m->fd, m->disks, dl)))
+	if ((ret = out_put(m, rec, sizeof(rec))) ||
+	    (ret = out_put(m, m->image, m->image_len)) ||
+	    (ret = out_put(m, m->disks, dl)))
 		return ret;
 	wr64(rec, MIG_REC_END);
-	return write_all(m->fd, rec, 8);
+	if ((ret = out_put(m, rec, 8)))
+		return ret;
+	return out_flush(m);
 }
 
 static int precopy(struct migration *m, char *err, size_t errlen)
@@ -720,6 +743,7 @@ int migration_start(struct vm *vm, const char *uri, char *err, size_t errlen)
 	snprintf(m->uri, sizeof(m->uri), "%s", uri);
 	pthread_mutex_lock(&m->lock);
 	m->fd = fd;
+	m->out_len = 0;
 	m->error[0] = 0;
 	m->ram_total = vm->mem.ram_size;
 	m->transferred = m->normal_pages = m->zero_pages = 0;
