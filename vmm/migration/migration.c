@@ -402,9 +402,9 @@ static int send_page(struct migration *m, uint64_t gpa, const uint8_t *hva, bool
 	if (m->out_len + 8 + MIG_PAGE_SIZE > MIG_OUT_BUF && (ret = out_flush(m)))
 		return ret;
 	slot = m->out + m->out_len;
-	/* A racy copy is fine: a page written meanwhile is dirty again. */
-	memcpy(slot + 8, hva, MIG_PAGE_SIZE);
-	if (page_is_zero(slot + 8)) {
+	/* Racy reads are fine: a page written meanwhile is dirty again. Most
+	 * pages are zero: look before copying. */
+	if (page_is_zero(hva)) {
 		pthread_mutex_lock(&m->lock);
 		m->zero_pages++;
 		if (!skip_zero)
@@ -416,6 +416,7 @@ static int send_page(struct migration *m, uint64_t gpa, const uint8_t *hva, bool
 		m->out_len += 8;
 		return 0;
 	}
+	memcpy(slot + 8, hva, MIG_PAGE_SIZE);
 	wr64(slot, gpa | MIG_REC_PAGE);
 	m->out_len += 8 + MIG_PAGE_SIZE;
 	pthread_mutex_lock(&m->lock);
