@@ -700,15 +700,27 @@ START_TEST(test_device_paused_holds_queues)
 	int lfd = listen_port(5000);
 	struct vsock_hdr h = ghdr(VSOCK_OP_REQUEST, 5000, 0);
 
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int c = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	add_rx();
 	add_rx();
 	vsock_dev_pause(vs);
 	add_tx(&h, VSOCK_HDR_SIZE, NULL, 0);
+	/* A host program connecting while paused is kept; its REQUEST waits. */
+	strcpy(a.sun_path, path);
+	ck_assert_int_eq(connect(c, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(write(c, "CONNECT 9\n", 10), 10);
 	run_loop();
 	ck_assert_uint_eq(mock_vq_used_idx(&txq), 0);
+	ck_assert_uint_eq(mock_vq_used_idx(&rxq), 0);
+	ck_assert_uint_eq(vsock_dev_nr_conns(vs), 1);
 	vsock_dev_resume(vs);
 	run_loop();
 	ck_assert_uint_eq(mock_vq_used_idx(&txq), 1);
-	ck_assert_uint_eq(mock_vq_used_idx(&rxq), 1);
+	ck_assert_uint_eq(mock_vq_used_idx(&rxq), 2);	/* the REQUEST and the RESPONSE */
+	ck_assert_uint_eq(vsock_dev_nr_conns(vs), 2);
+	close(c);
 	close(lfd);
 }
 END_TEST

@@ -25,7 +25,7 @@ struct vsock_uds {
 	uint64_t cid;
 	struct vsock_bridge *bridge;	/* NULL once stopped */
 	int poke_fd;			/* eventfd: look at the queues again */
-	bool started, running, drop_pending;
+	bool started, up, running, drop_pending;
 	uint64_t dropped_pkts;
 	struct vq_chain chain;
 };
@@ -137,7 +137,7 @@ static bool enter(struct vsock_uds *u)
 		vsock_bridge_drop_all(u->bridge);
 		u->drop_pending = false;
 	}
-	vsock_bridge_set_active(u->bridge, u->running);
+	vsock_bridge_set_active(u->bridge, u->up);
 	return true;
 }
 
@@ -273,8 +273,9 @@ void vsock_uds_destroy(struct vsock_uds *u)
 	free(u);
 }
 
-void vsock_uds_set_running(struct vsock_uds *u, bool running)
+void vsock_uds_set_running(struct vsock_uds *u, bool up, bool running)
 {
+	u->up = up;
 	u->running = running;
 	if (running)
 		(void)eventfd_write(u->poke_fd, 1);	/* kicks seen while stopped */

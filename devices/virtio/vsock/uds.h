@@ -31,8 +31,10 @@ void vsock_uds_destroy(struct vsock_uds *u);
 int vsock_uds_start(struct vsock_uds *u) __attribute__((warn_unused_result));
 void vsock_uds_stop(struct vsock_uds *u);
 
-/* Lock held. running: the driver is up and the VM not paused. */
-void vsock_uds_set_running(struct vsock_uds *u, bool running);
+/* Lock held. up: the driver is up (host connections are taken; while
+ * paused their REQUESTs wait); running: up and the VM not paused (the
+ * queues are served). */
+void vsock_uds_set_running(struct vsock_uds *u, bool up, bool running);
 /* Lock held: the driver reset (or a restore): every connection goes. */
 void vsock_uds_drop(struct vsock_uds *u);
 /* Lock held. */

@@ -273,7 +273,7 @@ static int vsock_activate(struct virtio_device *dev)
 		v->active = false;
 	}
 	if (v->uds)
-		vsock_uds_set_running(v->uds, v->active && !v->paused);
+		vsock_uds_set_running(v->uds, v->active, v->active && !v->paused);
 	pthread_mutex_unlock(&v->lock);
 	return ret;
 }
@@ -288,7 +288,7 @@ static void vsock_reset(struct virtio_device *dev)
 	/* A new driver has no connections to forget. */
 	v->reset_pending = false;
 	if (v->uds) {
-		vsock_uds_set_running(v->uds, false);
+		vsock_uds_set_running(v->uds, false, false);
 		vsock_uds_drop(v->uds);
 	}
 	pthread_mutex_unlock(&v->lock);
@@ -479,7 +479,7 @@ void vsock_dev_pause(struct virtio_vsock *v)
 	v->paused = true;
 	stop_kernel(v);
 	if (v->uds)
-		vsock_uds_set_running(v->uds, false);
+		vsock_uds_set_running(v->uds, v->active, false);
 	pthread_mutex_unlock(&v->lock);
 }
 
@@ -496,7 +496,7 @@ void vsock_dev_resume(struct virtio_vsock *v)
 	else
 		deliver_events(v);
 	if (v->uds)
-		vsock_uds_set_running(v->uds, v->active && !ret);
+		vsock_uds_set_running(v->uds, v->active, v->active && !ret);
 	pthread_mutex_unlock(&v->lock);
 	if (ret)
 		virtio_dev_set_needs_reset(&v->vdev);
