@@ -180,3 +180,61 @@ def test_migrate(tmpd):
 
 
 TESTS.update({"migrate": test_migrate})
+
+
+def test_migrate_dirty(tmpd):
+    """Convergence: a guest rewriting 64 MiB of tmpfs in a loop (t_migbench)
+    migrates with the downtime limit it was given: more than one pass, the
+    downtime the source reports under the limit plus the final state's load,
+    and the guest ticks on at the destination."""
+    limit = 300
+    os.makedirs(os.path.join(tmpd, "src"))
+    src = Guest(os.path.join(tmpd, "src"), "migbench", cpus=1, memory="256M", api=True, cmdline="ember.dirty_mb=64")
+    dst = None
+    try:
+        yield src
+        q = src.connect()
+        q.s.settimeout(600)
+        src.wait_for(r"^EMBER-TICK 10$", what="10 ticks")
+        time.sleep(3)   # the dirtying loop runs
+        os.makedirs(os.path.join(tmpd, "dst"))
+        sock = os.path.join(tmpd, "dirty.mig")
+        dst = Guest(os.path.join(tmpd, "dst"), "migbench", cpus=1, memory="256M",
+                    extra=["--incoming", "unix:" + sock], cmdline="ember.dirty_mb=64")
+        end = time.time() + 60
+        while not os.path.exists(sock):
+            need(time.time() < end and dst.proc.poll() is None, "--incoming never listened")
+            time.sleep(0.1)
+        q.cmd("migrate-set-parameters", {"downtime-limit": limit})
+        q.events.clear()
+        q.cmd("migrate", {"uri": "unix:" + sock})
+        rates = []
+        st = {}
+        while True:
+            try:
+                st = q.cmd("query-migrate")
+            except (EOFError, OSError):
+                break
+            rates.append(st.get("ram", {}).get("dirty-pages-rate", 0))
+            if st.get("status") in ("completed", "failed", "cancelled"):
+                break
+            time.sleep(0.1)
+        need(src.wait_exit(60) == 0, "the source did not exit 0 after migrating")
+        m = re.search(r"completed: (\d+) MiB sent, (\d+) passes, downtime (\d+) ms, total (\d+) ms",
+                      open(src.logpath).read())
+        need(m, "no completion line in the source's log: %r" % open(src.logpath).read()[-400:])
+        mib, passes, down, total = (int(x) for x in m.groups())
+        need(passes >= 2, "a guest dirtying 64 MiB converged in %d pass(es)?" % passes)
+        n = dst.text().count("EMBER-TICK")
+        end = time.time() + 120
+        while dst.text().count("EMBER-TICK") < n + 3:
+            need(dst.proc.poll() is None and time.time() < end, "the destination guest does not tick")
+            time.sleep(0.1)
+        print("migrate_dirty: %d MiB sent in %d passes, downtime %d ms (limit %d), total %d ms, "
+              "dirty-pages-rate up to %d pages/s" % (mib, passes, down, limit, total, max(rates or [0])))
+    finally:
+        if dst:
+            dst.kill()
+
+
+TESTS.update({"migrate_dirty": test_migrate_dirty})
