@@ -62,7 +62,7 @@ struct migration {
 	pthread_mutex_t lock;	/* everything QMP reads, and the main-loop handshake */
 	pthread_cond_t cond;
 	enum mig_status status;
-	char error[256];
+	char error[384];
 	uint64_t downtime_limit_ms, max_bandwidth;	/* parameters */
 	uint64_t ram_total, transferred, remaining, normal_pages, zero_pages;
 	uint64_t dirty_sync_count, dirty_pages_rate, mbps;
