@@ -50,6 +50,18 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	fprintf(stderr, "%s\n", buf);
 }
 
+int errf(char *err, size_t errlen, int ret, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return ret;
+}
+
 int64_t monotonic_ms(void)
 {
 	struct timespec ts;

@@ -4,6 +4,7 @@
 #define EMBER_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum log_level { LOG_ERR = 3, LOG_WARN = 4, LOG_INFO = 6, LOG_DEBUG = 7 };
@@ -36,5 +37,10 @@ bool ratelimit_allow(struct ratelimit *rl);
 
 /* Milliseconds on CLOCK_MONOTONIC. */
 int64_t monotonic_ms(void);
+
+/* The one-line error idiom of functions that take (char *err, size_t
+ * errlen): format the reason into err and return ret (a -errno). */
+int errf(char *err, size_t errlen, int ret, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 
 #endif

@@ -96,26 +96,6 @@ struct migration {
 	size_t out_len;
 };
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int errf(char *err, size_t errlen, int ret, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static int errf(char *err, size_t errlen, int ret, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return ret;
-}
-
 /* ---- I/O ---- */
 
 static int write_all(int fd, const void *buf, size_t len)
@@ -366,7 +346,7 @@ static void throttle(struct migration *m, uint64_t sent, int64_t t0)
 	if (!bw)
 		return;
 	due = t0 + (int64_t)(sent * 1000 / bw);
-	while (now_ms() < due && !cancelled(m))
+	while (monotonic_ms() < due && !cancelled(m))
 		usleep(1000);
 }
 
@@ -431,7 +411,7 @@ static int send_pass(struct migration *m, bool all)
 {
 	struct guest_mem *gm = &m->vm->mem;
 	uint64_t sent0 = m->transferred;
-	int64_t t0 = now_ms();
+	int64_t t0 = monotonic_ms();
 	unsigned batch = 0;
 
 	for (unsigned i = 0; i < gm->nr; i++) {
@@ -567,15 +547,15 @@ static int precopy(struct migration *m, char *err, size_t errlen)
 	if ((ret = send_header(m)))
 		return errf(err, errlen, ret, "sending the header: %s", strerror(-ret));
 	pthread_mutex_lock(&m->lock);
-	m->setup_ms = now_ms() - m->start_ms;
+	m->setup_ms = monotonic_ms() - m->start_ms;
 	pthread_mutex_unlock(&m->lock);
 	set_status(m, MIG_ACTIVE);
 
-	t_pass = now_ms();
+	t_pass = monotonic_ms();
 	uint64_t sent = m->transferred;
 	ret = send_pass(m, true);
 	for (unsigned pass = 1; !ret; pass++) {
-		int64_t took = now_ms() - t_pass;
+		int64_t took = monotonic_ms() - t_pass;
 		uint64_t bytes = m->transferred - sent;
 		/* bytes per ms, at least 1 */
 		uint64_t bw = took > 0 ? bytes / (uint64_t)took : bytes;
@@ -595,7 +575,7 @@ static int precopy(struct migration *m, char *err, size_t errlen)
 			return 0;
 		if (cancelled(m))
 			return errf(err, errlen, -ECANCELED, "cancelled");
-		t_pass = now_ms();
+		t_pass = monotonic_ms();
 		sent = m->transferred;
 		ret = send_pass(m, false);
 	}
@@ -619,7 +599,7 @@ static void *mig_thread(void *arg)
 		goto fail;
 	/* Stop and copy. */
 	set_status(m, MIG_DEVICE);
-	t_down = now_ms();
+	t_down = monotonic_ms();
 	ret = main_call(m, MAIN_PAUSE_CAPTURE);
 	if (ret) {
 		errf(err, sizeof(err), ret, "cannot stop the VM for the last pass: %s", m->op_err);
@@ -647,8 +627,8 @@ static void *mig_thread(void *arg)
 		goto fail;
 	}
 	pthread_mutex_lock(&m->lock);
-	m->downtime_ms = now_ms() - t_down;
-	m->total_ms = now_ms() - m->start_ms;
+	m->downtime_ms = monotonic_ms() - t_down;
+	m->total_ms = monotonic_ms() - m->start_ms;
 	m->remaining = 0;
 	pthread_mutex_unlock(&m->lock);
 	log_info("migration to %s completed: %llu MiB sent, %llu passes, downtime %lld ms, "
@@ -669,7 +649,7 @@ fail:
 	(void)main_call(m, MAIN_RESUME);
 	pthread_mutex_lock(&m->lock);
 	snprintf(m->error, sizeof(m->error), "%s", err);
-	m->total_ms = now_ms() - m->start_ms;
+	m->total_ms = monotonic_ms() - m->start_ms;
 	pthread_mutex_unlock(&m->lock);
 	if (cancelled(m)) {
 		log_info("migration to %s cancelled; the VM carries on here", m->uri);
@@ -751,7 +731,7 @@ int migration_start(struct vm *vm, const char *uri, char *err, size_t errlen)
 	m->dirty_sync_count = m->dirty_pages_rate = m->mbps = 0;
 	m->remaining = vm->mem.ram_size;
 	m->downtime_ms = m->total_ms = m->setup_ms = 0;
-	m->start_ms = now_ms();
+	m->start_ms = monotonic_ms();
 	m->paused_by_us = false;
 	__atomic_store_n(&m->cancel, false, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&m->lock);
@@ -838,7 +818,7 @@ json_t *migration_query(struct vm *vm)
 		return json_object();
 	pthread_mutex_lock(&m->lock);
 	int64_t total = m->status == MIG_SETUP || m->status == MIG_ACTIVE || m->status == MIG_DEVICE ?
-				now_ms() - m->start_ms : m->total_ms;
+				monotonic_ms() - m->start_ms : m->total_ms;
 	o = json_pack("{s:s, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}}",
 		      "status", mig_status_names[m->status],
 		      "total-time", (json_int_t)total,
@@ -1079,7 +1059,7 @@ int migration_incoming(struct vm *vm)
 		log_err("--incoming %s: accept: %s", cfg->incoming, strerror(-ret));
 		return ret;
 	}
-	t0 = now_ms();
+	t0 = monotonic_ms();
 	set_timeouts(fd, MIG_IO_TIMEOUT_S);
 	/* Only the source's memory: whatever set-up wrote here (ACPI tables)
 	 * goes, and pages the source never sends read as zeros. */
@@ -1102,7 +1082,7 @@ int migration_incoming(struct vm *vm)
 		log_err("migration: the source went away before the handover; not running this copy");
 		return ret;
 	}
-	log_info("migration received in %lld ms; %s", (long long)(now_ms() - t0),
+	log_info("migration received in %lld ms; %s", (long long)(monotonic_ms() - t0),
 		 in.paused ? "paused, as the source was, until cont" : "running");
 	vm_emit_event(vm, "MIGRATION", json_pack("{s:s}", "status", "completed"));
 	if (!in.paused) {
