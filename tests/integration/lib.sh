@@ -32,3 +32,12 @@ run_guest() {
 
 expect_rc() { [ "$RC" = "$1" ] || { cat "$2" >&2; fail "expected exit status $1, got $RC"; }; }
 expect_log() { grep -q -- "$1" "$2" || { cat "$2" >&2; fail "missing '$1' in output"; }; }
+
+# private_netns PREFIX: a network namespace of this test's own, named in NS
+# (with /dev/net/tun for taps); removed with TMPD when the test exits.
+private_netns() {
+	[ -c /dev/net/tun ] || fail "/dev/net/tun is missing (modprobe tun)"
+	NS=$1-$$
+	ip netns add "$NS" || fail "cannot create a network namespace (needs root)"
+	trap 'ip netns del "$NS" 2>/dev/null; rm -rf "$TMPD"' EXIT
+}

@@ -5,11 +5,7 @@
 set -e
 . "$(dirname "$0")/lib.sh"
 require_kvm
-[ -c /dev/net/tun ] || fail "/dev/net/tun is missing (modprobe tun)"
-
-NS=ember-neterr-$$
-ip netns add "$NS" || fail "cannot create a network namespace (needs root)"
-trap 'ip netns del "$NS" 2>/dev/null; rm -rf "$TMPD"' EXIT
+private_netns ember-neterr
 IN="ip netns exec $NS"
 # Root without CAP_NET_ADMIN (bounding and inheritable sets): what a service
 # run without that capability looks like.

@@ -7,10 +7,7 @@
 set -e
 . "$(dirname "$0")/lib.sh"
 require_kvm
-[ -c /dev/net/tun ] || fail "/dev/net/tun is missing (modprobe tun)"
-NS=ember-netbad-$$
-ip netns add "$NS" || fail "cannot create a network namespace (needs root)"
-trap 'ip netns del "$NS" 2>/dev/null; rm -rf "$TMPD"' EXIT
+private_netns ember-netbad
 ip -n "$NS" tuntap add dev tap0 mode tap vnet_hdr
 ip -n "$NS" link set tap0 up
 set +e

@@ -202,6 +202,18 @@ def smp(tmpd, cpus, model):
           (cpus, model, name, re.search(r"EMBER-USERSPACE \S+ (\S+)", g.text()).group(1)))
 
 
+def recv_hash(c):
+    """Reads socket c to EOF: (bytes, SHA-256 hex digest). OSError passes."""
+    import hashlib
+    h, total = hashlib.sha256(), 0
+    while True:
+        b = c.recv(65536)
+        if not b:
+            return total, h.hexdigest()
+        h.update(b)
+        total += len(b)
+
+
 def make_image(path, size, data=None):
     with open(path, "wb") as f:
         if data:
@@ -547,6 +559,26 @@ class Drain:
             self.data += d
 
 
+class SnapGuests:
+    """Starts the snapshot guest (t_snapshot: a counter on the console,
+    records on virtio-blk, virtio-rng, hvc0 on stdio) in tmpd/<sub>, the same
+    devices every time, and keeps the list of what it started."""
+
+    def __init__(self, tmpd, disk, mib):
+        self.tmpd = tmpd
+        self.common = dict(cpus=2, memory="%dM" % mib, api=True, stdin=True)
+        self.devs = ["--disk", "path=%s,serial=EMBER-SNAP" % disk, "--rng", "--virtio-console", "stdio"]
+        self.guests = []
+
+    def start(self, sub, extra=(), **overrides):
+        d = os.path.join(self.tmpd, sub)
+        os.makedirs(d, exist_ok=True)
+        g = Guest(d, "snapshot", extra=self.devs + list(extra), **dict(self.common, **overrides))
+        g.drain = Drain(g.proc)
+        self.guests.append(g)
+        return g
+
+
 def snap_ticks(g):
     return [(int(n), r) for n, r in SNAP_TICK.findall(g.text())]
 
@@ -597,17 +629,8 @@ def test_snapshot(tmpd):
     snapdir = os.path.join(tmpd, "snapshot")
     make_image(disk, 64 << 20)
     mib = int(os.environ.get("EMBER_SNAPSHOT_MIB", "256"))  # bench: 512
-    common = dict(cpus=2, memory="%dM" % mib, api=True, stdin=True)
-    devs = ["--disk", "path=%s,serial=EMBER-SNAP" % disk, "--rng", "--virtio-console", "stdio"]
-    guests = []
-
-    def start(sub, extra=(), **overrides):
-        d = os.path.join(tmpd, sub)
-        os.makedirs(d, exist_ok=True)
-        g = Guest(d, "snapshot", extra=devs + list(extra), **dict(common, **overrides))
-        g.drain = Drain(g.proc)
-        guests.append(g)
-        return g
+    launcher = SnapGuests(tmpd, disk, mib)
+    guests, start = launcher.guests, launcher.start
 
     try:
         # The original: cold boot to the first tick.
@@ -781,16 +804,10 @@ def test_vsock(tmpd):
     def serve():
         try:
             c, addr = srv.accept()
-            h, total = hashlib.sha256(), 0
             c.settimeout(120)
-            while True:
-                b = c.recv(65536)
-                if not b:
-                    break
-                h.update(b)
-                total += len(b)
+            total, digest = recv_hash(c)
             c.close()
-            got.update(peer=addr[0], hash=h.hexdigest(), total=total)
+            got.update(peer=addr[0], hash=digest, total=total)
         except OSError as e:
             got["error"] = str(e)
     t = threading.Thread(target=serve, daemon=True)

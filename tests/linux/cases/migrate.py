@@ -13,6 +13,14 @@ def _free_tcp_port():
     return port
 
 
+def _wait_listening(g, path, timeout=60):
+    """Until an --incoming unix: destination has its socket."""
+    end = time.time() + timeout
+    while not os.path.exists(path):
+        need(time.time() < end and g.proc.poll() is None, "--incoming never listened")
+        time.sleep(0.1)
+
+
 def _mig_wait_status(q, want, timeout=300):
     """Polls query-migrate. A source that completed exits at once: then the
     MIGRATION events it sent before closing the socket tell."""
@@ -44,17 +52,8 @@ def test_migrate(tmpd):
     disk = os.path.join(tmpd, "mig.img")
     make_image(disk, 64 << 20)
     mib = int(os.environ.get("EMBER_MIGRATE_MIB", "256"))
-    common = dict(cpus=2, memory="%dM" % mib, api=True, stdin=True)
-    devs = ["--disk", "path=%s,serial=EMBER-SNAP" % disk, "--rng", "--virtio-console", "stdio"]
-    guests = []
-
-    def start(sub, extra=(), **overrides):
-        d = os.path.join(tmpd, sub)
-        os.makedirs(d, exist_ok=True)
-        g = Guest(d, "snapshot", extra=devs + list(extra), **dict(common, **overrides))
-        g.drain = Drain(g.proc)
-        guests.append(g)
-        return g
+    launcher = SnapGuests(tmpd, disk, mib)
+    guests, start = launcher.guests, launcher.start
 
     def sock(name):
         return os.path.join(tmpd, name + ".mig")
@@ -68,10 +67,7 @@ def test_migrate(tmpd):
 
         # 1. A garbage stream: one clear line, exit 1.
         bad = start("garbage", ["--incoming", "unix:" + sock("garbage")])
-        end = time.time() + 60
-        while not os.path.exists(sock("garbage")):
-            need(time.time() < end and bad.proc.poll() is None, "--incoming never listened")
-            time.sleep(0.1)
+        _wait_listening(bad, sock("garbage"))
         c = _msocket.socket(_msocket.AF_UNIX)
         c.connect(sock("garbage"))
         c.sendall(b"GET / HTTP/1.0\r\n\r\n" + b"\0" * 100)
@@ -82,10 +78,7 @@ def test_migrate(tmpd):
 
         # 2. A destination with other --memory refuses; the source runs on.
         wrong = start("wrong-memory", ["--incoming", "unix:" + sock("wrong")], memory="%dM" % (mib * 2))
-        end = time.time() + 60
-        while not os.path.exists(sock("wrong")):
-            need(time.time() < end and wrong.proc.poll() is None, "--incoming never listened")
-            time.sleep(0.1)
+        _wait_listening(wrong, sock("wrong"))
         q.cmd("migrate", {"uri": "unix:" + sock("wrong")})
         st = _mig_wait_status(q, ("failed",))
         rc = wrong.wait_exit(60)
@@ -98,9 +91,7 @@ def test_migrate(tmpd):
 
         # 3. Slow (bandwidth-limited), migrate again (refused), cancel.
         slow = start("cancelled", ["--incoming", "unix:" + sock("slow")])
-        while not os.path.exists(sock("slow")):
-            need(slow.proc.poll() is None, "--incoming never listened")
-            time.sleep(0.1)
+        _wait_listening(slow, sock("slow"))
         q.cmd("migrate-set-parameters", {"max-bandwidth": 2 << 20})
         q.cmd("migrate", {"uri": "unix:" + sock("slow")})
         _mig_wait_status(q, ("active",))
@@ -121,10 +112,8 @@ def test_migrate(tmpd):
         cur, cq = src, q
         for hop, uri in ((1, "unix:" + sock("hop1")), (2, "tcp:127.0.0.1:%d" % _free_tcp_port())):
             dst = start("hop%d" % hop, ["--incoming", uri])
-            end = time.time() + 60
-            while uri.startswith("unix:") and not os.path.exists(uri[5:]):
-                need(time.time() < end and dst.proc.poll() is None, "--incoming never listened")
-                time.sleep(0.1)
+            if uri.startswith("unix:"):
+                _wait_listening(dst, uri[5:])
             time.sleep(1)   # tcp: the listener is up a moment after start
             last_before = snap_ticks(cur)[-1][0]
             t0 = time.time()
@@ -201,10 +190,7 @@ def test_migrate_dirty(tmpd):
         sock = os.path.join(tmpd, "dirty.mig")
         dst = Guest(os.path.join(tmpd, "dst"), "migbench", cpus=1, memory="256M",
                     extra=["--incoming", "unix:" + sock], cmdline="ember.dirty_mb=64")
-        end = time.time() + 60
-        while not os.path.exists(sock):
-            need(time.time() < end and dst.proc.poll() is None, "--incoming never listened")
-            time.sleep(0.1)
+        _wait_listening(dst, sock)
         q.cmd("migrate-set-parameters", {"downtime-limit": limit})
         q.events.clear()
         q.cmd("migrate", {"uri": "unix:" + sock})

@@ -123,15 +123,8 @@ def _recv_hash(srv, out, key):
     try:
         c, _ = srv.accept()
         c.settimeout(300)
-        h, total = hashlib.sha256(), 0
-        while True:
-            b = c.recv(1 << 16)
-            if not b:
-                break
-            h.update(b)
-            total += len(b)
+        out[key] = recv_hash(c)
         c.close()
-        out[key] = (total, h.hexdigest())
     except OSError as e:
         out[key] = ("error", str(e))
 

@@ -5,7 +5,6 @@
 
 def _uds_both_ways(c, data, res):
     """Send data then SHUT_WR on c while reading it to EOF; hash what came."""
-    import hashlib
     import socket
     import threading
     c.settimeout(120)
@@ -18,18 +17,11 @@ def _uds_both_ways(c, data, res):
             res["txerr"] = str(e)
     t = threading.Thread(target=tx, daemon=True)
     t.start()
-    h, total = hashlib.sha256(), 0
     try:
-        while True:
-            b = c.recv(65536)
-            if not b:
-                break
-            h.update(b)
-            total += len(b)
+        res["total"], res["hash"] = recv_hash(c)
     except OSError as e:
         res["rxerr"] = str(e)
     t.join(120)
-    res.update(hash=h.hexdigest(), total=total)
     c.close()
 
 
