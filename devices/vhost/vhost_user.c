@@ -26,6 +26,10 @@ struct vu_msg {
 			struct { uint64_t gpa, size, uaddr, mmap_offset; } regions[VHOST_USER_MAX_FDS];
 		} mem;
 		struct { uint32_t offset, size, flags; uint8_t region[VHOST_USER_CONFIG_MAX]; } cfg;
+		struct {
+			uint64_t mmap_size, mmap_offset;
+			uint16_t num_queues, queue_size;
+		} inflight;
 		uint8_t raw[PAYLOAD_MAX];
 	} p;
 } __attribute__((packed));
@@ -156,10 +160,11 @@ static int send_msg(struct vhost_user *vu, struct vu_msg *m, const int *fds, uns
 	return 0;
 }
 
-/* Read exactly len bytes (the header, then the payload). Any fd the
- * backend sends is closed: no reply Ember takes carries fds. */
+/* Read exactly len bytes (the header, then the payload). With keep, the
+ * first fd the backend sends is stored there (the one reply that carries
+ * an fd); every other fd is closed and counted in nfds. */
 static int recv_all(struct vhost_user *vu, void *buf, size_t len, int64_t deadline,
-		    unsigned *nfds)
+		    unsigned *nfds, int *keep)
 {
 	size_t done = 0;
 
@@ -189,6 +194,10 @@ static int recv_all(struct vhost_user *vu, void *buf, size_t len, int64_t deadli
 				int fd;
 
 				memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+				if (keep && *keep < 0) {
+					*keep = fd;
+					continue;
+				}
 				close(fd);
 				(*nfds)++;
 			}
@@ -202,32 +211,45 @@ static int recv_all(struct vhost_user *vu, void *buf, size_t len, int64_t deadli
 	return 0;
 }
 
-/* Receive the reply to request req with exactly want payload bytes. */
-static int recv_reply(struct vhost_user *vu, uint32_t req, struct vu_msg *r, uint32_t want)
+/* Receive the reply to request req with exactly want payload bytes; with
+ * fd_out, exactly one fd must come with it (else none may). */
+static int recv_reply_fd(struct vhost_user *vu, uint32_t req, struct vu_msg *r, uint32_t want,
+			 int *fd_out)
 {
 	int64_t deadline = now_ms() + vu->timeout_ms;
 	unsigned nfds = 0;
 	int ret;
 
-	ret = recv_all(vu, r, VHOST_USER_HDR_SIZE, deadline, &nfds);
+	if (fd_out)
+		*fd_out = -1;
+	ret = recv_all(vu, r, VHOST_USER_HDR_SIZE, deadline, &nfds, fd_out);
 	if (!ret && (r->request != req || r->size != want))
-		return fail(vu, -EPROTO, "request %u: bad reply (request %u, %u payload bytes, "
-			    "want %u)", req, r->request, r->size, want);
-	if (!ret && (r->flags & 3) != VHOST_USER_VERSION)
-		return fail(vu, -EPROTO, "request %u: reply has version %u", req, r->flags & 3);
-	if (!ret && !(r->flags & VHOST_USER_FLAG_REPLY))
-		return fail(vu, -EPROTO, "request %u: reply without the REPLY flag", req);
-	if (!ret)
-		ret = recv_all(vu, &r->p, want, deadline, &nfds);
-	if (ret == -ETIMEDOUT)
-		return fail(vu, ret, "request %u: no reply within %u ms", req, vu->timeout_ms);
-	if (ret == -EPIPE)
-		return fail(vu, ret, "request %u: the backend closed the connection", req);
-	if (ret)
-		return fail(vu, ret, "request %u: receive: %s", req, strerror(-ret));
-	if (nfds)
-		return fail(vu, -EPROTO, "request %u: reply carries %u unexpected fds", req, nfds);
-	return 0;
+		ret = fail(vu, -EPROTO, "request %u: bad reply (request %u, %u payload bytes, "
+			   "want %u)", req, r->request, r->size, want);
+	else if (!ret && (r->flags & 3) != VHOST_USER_VERSION)
+		ret = fail(vu, -EPROTO, "request %u: reply has version %u", req, r->flags & 3);
+	else if (!ret && !(r->flags & VHOST_USER_FLAG_REPLY))
+		ret = fail(vu, -EPROTO, "request %u: reply without the REPLY flag", req);
+	else if (!ret && (ret = recv_all(vu, &r->p, want, deadline, &nfds, fd_out)) == 0 &&
+		 (nfds || (fd_out && *fd_out < 0)))
+		ret = fail(vu, -EPROTO, "request %u: reply carries unexpected fds (%u, want %u)", req,
+			   nfds + (fd_out && *fd_out >= 0), fd_out ? 1 : 0);
+	else if (ret == -ETIMEDOUT)
+		ret = fail(vu, ret, "request %u: no reply within %u ms", req, vu->timeout_ms);
+	else if (ret == -EPIPE)
+		ret = fail(vu, ret, "request %u: the backend closed the connection", req);
+	else if (ret && vu->fd >= 0)
+		ret = fail(vu, ret, "request %u: receive: %s", req, strerror(-ret));
+	if (ret && fd_out && *fd_out >= 0) {
+		close(*fd_out);
+		*fd_out = -1;
+	}
+	return ret;
+}
+
+static int recv_reply(struct vhost_user *vu, uint32_t req, struct vu_msg *r, uint32_t want)
+{
+	return recv_reply_fd(vu, req, r, want, NULL);
 }
 
 /* Send a request; with need_ack, REPLY_ACK (when negotiated) confirms it. */
@@ -462,4 +484,45 @@ int vhost_user_set_config(struct vhost_user *vu, uint32_t off, const void *buf, 
 	m.p.cfg.size = len;
 	memcpy(m.p.cfg.region, buf, len);
 	return request(vu, &m, NULL, 0, true);
+}
+
+int vhost_user_get_inflight_fd(struct vhost_user *vu, uint16_t num_queues,
+			       uint16_t queue_size, struct vhost_user_inflight *inf)
+{
+	struct vu_msg m = { .request = VHOST_USER_GET_INFLIGHT_FD, .size = 20 }, r;
+	int fd, ret;
+
+	m.flags = VHOST_USER_VERSION;
+	m.p.inflight.num_queues = num_queues;
+	m.p.inflight.queue_size = queue_size;
+	if ((ret = send_msg(vu, &m, NULL, 0)) ||
+	    (ret = recv_reply_fd(vu, VHOST_USER_GET_INFLIGHT_FD, &r, 20, &fd)))
+		return ret;
+	/* Sizes the backend chose; bounded so a later mmap of it is sane. */
+	if (!r.p.inflight.mmap_size || r.p.inflight.mmap_size > (64ULL << 20) ||
+	    r.p.inflight.mmap_offset > (64ULL << 20)) {
+		close(fd);
+		return fail(vu, -EPROTO, "GET_INFLIGHT_FD: region of %llu bytes at %llu",
+			    (unsigned long long)r.p.inflight.mmap_size,
+			    (unsigned long long)r.p.inflight.mmap_offset);
+	}
+	inf->fd = fd;
+	inf->mmap_size = r.p.inflight.mmap_size;
+	inf->mmap_offset = r.p.inflight.mmap_offset;
+	inf->num_queues = num_queues;
+	inf->queue_size = queue_size;
+	return 0;
+}
+
+int vhost_user_set_inflight_fd(struct vhost_user *vu, const struct vhost_user_inflight *inf)
+{
+	struct vu_msg m = { .request = VHOST_USER_SET_INFLIGHT_FD, .size = 20 };
+
+	if (inf->fd < 0)
+		return -EINVAL;
+	m.p.inflight.mmap_size = inf->mmap_size;
+	m.p.inflight.mmap_offset = inf->mmap_offset;
+	m.p.inflight.num_queues = inf->num_queues;
+	m.p.inflight.queue_size = inf->queue_size;
+	return request(vu, &m, &inf->fd, 1, false);
 }

@@ -40,6 +40,8 @@ enum vhost_user_request {
 	VHOST_USER_SET_VRING_ENABLE = 18,
 	VHOST_USER_GET_CONFIG = 24,
 	VHOST_USER_SET_CONFIG = 25,
+	VHOST_USER_GET_INFLIGHT_FD = 31,
+	VHOST_USER_SET_INFLIGHT_FD = 32,
 };
 
 /* Protocol feature bits. */
@@ -93,5 +95,21 @@ int vhost_user_set_vring_err(struct vhost_user *vu, unsigned idx, int fd);
 int vhost_user_set_vring_enable(struct vhost_user *vu, unsigned idx, bool on);
 int vhost_user_get_config(struct vhost_user *vu, uint32_t off, void *buf, uint32_t len);
 int vhost_user_set_config(struct vhost_user *vu, uint32_t off, const void *buf, uint32_t len);
+
+/* The inflight region (INFLIGHT_SHMFD): shared memory where the backend
+ * records the requests it has taken but not completed, so a restarted
+ * backend resubmits them. The frontend keeps it across reconnects. */
+struct vhost_user_inflight {
+	int fd;			/* -1: none */
+	uint64_t mmap_size, mmap_offset;
+	uint16_t num_queues, queue_size;
+};
+
+/* GET_INFLIGHT_FD: the backend allocates the region for num_queues rings
+ * of queue_size; the reply's one fd lands in inf->fd (the caller's). */
+int vhost_user_get_inflight_fd(struct vhost_user *vu, uint16_t num_queues,
+			       uint16_t queue_size, struct vhost_user_inflight *inf);
+/* SET_INFLIGHT_FD: hand a (kept) region to a backend. */
+int vhost_user_set_inflight_fd(struct vhost_user *vu, const struct vhost_user_inflight *inf);
 
 #endif
