@@ -179,7 +179,12 @@ static int handshake(struct vhost_user_dev *d, char *err, size_t errlen)
 		t->fill_config(d, d->config);
 	return 0;
 fail:
-	snprintf(err, errlen, "%s: %s", d->socket, d->vu.err[0] ? d->vu.err : strerror(-ret));
+	/* connect's own message already names the socket. */
+	if (!strncmp(d->vu.err, d->socket, strlen(d->socket)))
+		snprintf(err, errlen, "%s", d->vu.err);
+	else
+		snprintf(err, errlen, "%s: %s", d->socket, d->vu.err[0] ? d->vu.err :
+			 strerror(-ret));
 	vhost_user_close(&d->vu);
 	return ret;
 }
@@ -376,7 +381,8 @@ static void try_reconnect(struct vhost_user_dev *d)
 	if (ret) {
 		memcpy(d->config, old_cfg, sizeof(old_cfg));
 		d->vu.features = offered;
-		if (strcmp(err, d->err))
+		/* Once per kind of failure, not once per attempt. */
+		if (strncmp(d->err, "reconnect: ", 11) || strcmp(d->err + 11, err))
 			log_warn("%s: reconnect: %s", d->id, err);
 		snprintf(d->err, sizeof(d->err), "reconnect: %.256s", err);
 		arm_timer(d, d->reconnect_ms);
