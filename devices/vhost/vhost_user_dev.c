@@ -538,6 +538,10 @@ int vhost_user_dev_create(struct vhost_user_dev **out, const struct device_ctx *
 			 VIRTIO_MAX_QUEUES / type->rings_per_queue);
 		return -EINVAL;
 	}
+	if (!ctx->mem || ctx->mem->memfd < 0) {
+		snprintf(err, errlen, "guest RAM is not a shared memfd the backend could map");
+		return -EINVAL;
+	}
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;

@@ -775,6 +775,63 @@ int snapshot_map_memory(const char *path, const struct snap_state *s, struct gue
 	return 0;
 }
 
+/* A vhost-user backend maps guest RAM from the memfd Ember passes it, so a
+ * VM with one cannot run on a private file mapping: its RAM is a fresh
+ * memfd with the memory file read in (holes skipped, they are zeros). */
+static bool needs_shared_ram(const struct vm_config *cfg)
+{
+	for (unsigned i = 0; i < cfg->nr_devices; i++)
+		if (cfg->devices[i].type && !strncmp(cfg->devices[i].type, "vhost-user", 10))
+			return true;
+	return false;
+}
+
+static int copy_memory(const char *path, const struct snap_state *s, uint64_t ram_size,
+		       struct guest_mem *gm, char *err, size_t errlen)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), ret;
+	struct stat st;
+
+	if (fd < 0)
+		return errf(err, errlen, -errno, "snapshot: %s: %s", path, strerror(errno));
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != s->memory_size) {
+		close(fd);
+		return errf(err, errlen, -EINVAL, "snapshot: %s: %lld bytes, the state says %llu "
+			    "(truncated or another snapshot's)", path, (long long)st.st_size,
+			    (unsigned long long)s->memory_size);
+	}
+	ret = gm_init(gm, ram_size, false);
+	if (ret) {
+		close(fd);
+		return errf(err, errlen, ret, "cannot allocate guest RAM: %s", strerror(-ret));
+	}
+	/* check_config() matched the layouts region by region. */
+	for (unsigned i = 0; i < s->nr_regions && i < gm->nr && !ret; i++) {
+		off_t pos = (off_t)s->regions[i].offset, end = pos + (off_t)s->regions[i].size;
+
+		while (pos < end && !ret) {
+			off_t data = lseek(fd, pos, SEEK_DATA), hole;
+			ssize_t n;
+
+			if (data < 0 || data >= end)
+				break;	/* the rest is a hole */
+			hole = lseek(fd, data, SEEK_HOLE);
+			if (hole < 0 || hole > end)
+				hole = end;
+			n = pread(fd, gm->regions[i].hva + (data - (off_t)s->regions[i].offset),
+				  (size_t)(hole - data), data);
+			if (n <= 0)
+				ret = errf(err, errlen, n < 0 ? -errno : -EIO, "snapshot: reading %s: %s",
+					   path, n < 0 ? strerror(errno) : "short file");
+			pos = data + (n > 0 ? n : 0);
+		}
+	}
+	close(fd);
+	if (ret)
+		gm_destroy(gm);
+	return ret;
+}
+
 int snapshot_restore_open(struct snapshot_restore **out, const struct vm_config *cfg,
 			  struct guest_mem *gm)
 {
@@ -824,7 +881,12 @@ int snapshot_restore_open(struct snapshot_restore **out, const struct vm_config 
 		goto out;
 	free(path);
 	path = path_join(r->dir, SNAPSHOT_MEMORY_FILE);
-	ret = path ? snapshot_map_memory(path, &r->state, gm, err, sizeof(err)) : -ENOMEM;
+	if (!path)
+		ret = -ENOMEM;
+	else if (needs_shared_ram(cfg))
+		ret = copy_memory(path, &r->state, cfg->memory, gm, err, sizeof(err));
+	else
+		ret = snapshot_map_memory(path, &r->state, gm, err, sizeof(err));
 	if (ret)
 		goto out;
 	log_debug("snapshot: %s written by Ember %s, %u vCPUs, %llu MiB", r->dir,
