@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "base/evloop.h"
+#include "base/log.h"
 #include "devices/virtio/vsock/conn.h"
 #include "devices/virtio/vsock/packet.h"
 #include "devices/virtio/vsock/vsock.h"
@@ -363,6 +364,44 @@ START_TEST(test_host_connect_refused_by_guest)
 	ck_assert_uint_eq(vsock_bridge_nr_conns(br), 0);
 	close(c);
 	close(bad);
+}
+END_TEST
+
+START_TEST(test_deadlines)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int silent = socket(AF_UNIX, SOCK_STREAM, 0), c = socket(AF_UNIX, SOCK_STREAM, 0);
+	struct vsock_hdr h;
+	char buf[16];
+	int64_t now;
+
+	strcpy(a.sun_path, path);
+	ck_assert_int_eq(connect(silent, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(connect(c, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(write(c, "CONNECT 78\n", 11), 11);
+	ck_assert(grecv(&h));	/* the REQUEST reaches the guest: its clock starts */
+	ck_assert_uint_eq(h.op, VSOCK_OP_REQUEST);
+	ck_assert_uint_eq(vsock_bridge_nr_conns(br), 2);
+	now = monotonic_ms();
+	/* Nothing is due yet; the next deadline is the REQUEST's. */
+	ck_assert_int_le(vsock_bridge_expire(br, now), VSOCK_RESPONSE_MS);
+	ck_assert_int_gt(vsock_bridge_expire(br, now), 0);
+	ck_assert_uint_eq(vsock_bridge_nr_expired(br), 0);
+	/* The unanswered REQUEST: host socket closed, the guest gets an RST. */
+	ck_assert_int_le(vsock_bridge_expire(br, now + VSOCK_RESPONSE_MS + 10),
+			 VSOCK_CONNECT_LINE_MS);
+	ck_assert_uint_eq(vsock_bridge_nr_expired(br), 1);
+	ck_assert_int_eq(read(c, buf, sizeof(buf)), 0);
+	ck_assert(grecv(&h));
+	ck_assert_uint_eq(h.op, VSOCK_OP_RST);
+	ck_assert_uint_eq(h.dst_port, 78);
+	/* The client that never sent its line is closed; nothing is left. */
+	ck_assert_int_eq(vsock_bridge_expire(br, now + VSOCK_CONNECT_LINE_MS + 10), -1);
+	ck_assert_uint_eq(vsock_bridge_nr_expired(br), 2);
+	ck_assert_int_eq(read(silent, buf, sizeof(buf)), 0);
+	ck_assert_uint_eq(vsock_bridge_nr_conns(br), 0);
+	close(c);
+	close(silent);
 }
 END_TEST
 
@@ -735,6 +774,7 @@ static Suite *uds_suite(void)
 	tcase_add_test(tc, test_guest_initiated_data_both_ways);
 	tcase_add_test(tc, test_host_initiated);
 	tcase_add_test(tc, test_host_connect_refused_by_guest);
+	tcase_add_test(tc, test_deadlines);
 	tcase_add_test(tc, test_credit_exhaustion_stops_reads);
 	tcase_add_test(tc, test_credit_request_and_update);
 	tcase_add_test(tc, test_guest_overruns_credit);

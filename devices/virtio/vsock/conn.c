@@ -42,6 +42,7 @@ struct vsock_conn {
 	bool want_request, want_response, want_credit_update, want_rst;
 	uint32_t want_shutdown;		/* VSOCK_SHUTDOWN_* flags still to send */
 
+	int64_t deadline_ms;		/* CONNECT line or RESPONSE due by then; 0: none */
 	char line[CONNECT_LINE_MAX];	/* CONN_CONNECT_LINE: what came so far */
 	unsigned line_len;
 	bool readable;			/* the host socket has data (or EOF) to read */
@@ -77,6 +78,7 @@ struct vsock_bridge {
 	uint32_t next_port;
 	unsigned rr;			/* round-robin cursor for rx */
 	unsigned nr_conns;
+	uint64_t expired;		/* connections closed by a deadline */
 	struct vsock_conn conns[VSOCK_MAX_CONNS];
 	struct rst_entry rst[VSOCK_RST_BACKLOG];
 	unsigned rst_head, rst_len;
@@ -465,6 +467,7 @@ void vsock_bridge_tx(struct vsock_bridge *b, const struct vsock_hdr *h, const st
 			break;
 		}
 		c->state = CONN_ESTABLISHED;
+		c->deadline_ms = 0;
 		break;
 	case VSOCK_OP_RST:
 		free_conn(b, c);
@@ -570,6 +573,8 @@ static size_t conn_control(struct vsock_bridge *b, struct vsock_conn *c, struct 
 		break;
 	case VSOCK_OP_REQUEST:
 		c->want_request = false;
+		/* The guest has it now: it answers in time or the host hears no. */
+		c->deadline_ms = monotonic_ms() + VSOCK_RESPONSE_MS;
 		break;
 	case VSOCK_OP_RESPONSE:
 		c->want_response = false;
@@ -697,6 +702,7 @@ static void accept_host(struct vsock_bridge *b)
 		c = alloc_conn(b);
 		c->fd = fd;
 		c->state = CONN_CONNECT_LINE;
+		c->deadline_ms = monotonic_ms() + VSOCK_CONNECT_LINE_MS;
 		update_watch(b, c);
 	}
 }
@@ -751,6 +757,7 @@ static void read_connect_line(struct vsock_bridge *b, struct vsock_conn *c)
 	c->local_port = fresh_port(b, c->peer_port);
 	c->state = CONN_REQUEST_SENT;
 	c->want_request = true;
+	c->deadline_ms = 0;	/* until the REQUEST reaches the guest */
 	update_watch(b, c);
 }
 
@@ -889,4 +896,32 @@ void vsock_bridge_drop_all(struct vsock_bridge *b)
 unsigned vsock_bridge_nr_conns(const struct vsock_bridge *b)
 {
 	return b->nr_conns;
+}
+
+int vsock_bridge_expire(struct vsock_bridge *b, int64_t now_ms)
+{
+	int64_t next = -1;
+
+	for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++) {
+		struct vsock_conn *c = &b->conns[i];
+
+		if (!c->deadline_ms ||
+		    (c->state != CONN_CONNECT_LINE && c->state != CONN_REQUEST_SENT))
+			continue;
+		if (now_ms >= c->deadline_ms) {
+			/* A silent client is closed; a guest that did not
+			 * answer gets an RST for the REQUEST it was sent. */
+			b->expired++;
+			kill_conn(b, c);
+			continue;
+		}
+		if (next < 0 || c->deadline_ms - now_ms < next)
+			next = c->deadline_ms - now_ms;
+	}
+	return next < 0 ? -1 : (int)(next > INT32_MAX ? INT32_MAX : next);
+}
+
+uint64_t vsock_bridge_nr_expired(const struct vsock_bridge *b)
+{
+	return b->expired;
 }

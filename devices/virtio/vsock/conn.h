@@ -33,6 +33,8 @@
 #define VSOCK_CONN_BUF_ALLOC	(256 * 1024)	/* credit given to the guest per connection */
 #define VSOCK_CREDIT_THRESH	(64 * 1024)	/* unreported progress worth a CREDIT_UPDATE */
 #define VSOCK_RST_BACKLOG	64		/* RSTs for packets without a connection */
+#define VSOCK_CONNECT_LINE_MS	5000	/* a host client's "CONNECT <port>" line */
+#define VSOCK_RESPONSE_MS	2000	/* the guest's answer to a REQUEST it was given */
 
 struct vsock_bridge;
 
@@ -76,5 +78,14 @@ void vsock_bridge_event(void *token, uint32_t events);
 void *vsock_bridge_token_opaque(void *token);
 
 unsigned vsock_bridge_nr_conns(const struct vsock_bridge *b);
+
+/* Deadlines: a host client that sends no CONNECT line within
+ * VSOCK_CONNECT_LINE_MS is closed; a REQUEST the guest does not answer
+ * within VSOCK_RESPONSE_MS of receiving it is reset (the host socket
+ * closes, the guest gets an RST). Call with the monotonic clock
+ * (base/log.h monotonic_ms); returns the ms until the next deadline, or -1
+ * for none. The count of connections closed so: */
+int vsock_bridge_expire(struct vsock_bridge *b, int64_t now_ms);
+uint64_t vsock_bridge_nr_expired(const struct vsock_bridge *b);
 
 #endif

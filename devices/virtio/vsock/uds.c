@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "base/evloop.h"
@@ -25,6 +26,7 @@ struct vsock_uds {
 	uint64_t cid;
 	struct vsock_bridge *bridge;	/* NULL once stopped */
 	int poke_fd;			/* eventfd: look at the queues again */
+	int timer_fd;			/* the bridge's next connection deadline */
 	bool started, up, running, drop_pending;
 	uint64_t dropped_pkts;
 	struct vq_chain chain;
@@ -141,12 +143,35 @@ static bool enter(struct vsock_uds *u)
 	return true;
 }
 
+/* Deadlines count only while the guest runs; the timer is re-armed for
+ * the next one after every pass. */
+static void arm_deadline(struct vsock_uds *u, int ms)
+{
+	struct itimerspec its = { { 0, 0 }, { 0, 0 } };
+
+	if (ms >= 0) {
+		its.it_value.tv_sec = ms / 1000;
+		its.it_value.tv_nsec = (long)(ms % 1000) * 1000000 + 1;
+	}
+	(void)timerfd_settime(u->timer_fd, 0, &its, NULL);
+}
+
 static void serve(struct vsock_uds *u)
 {
+	uint64_t expired;
+	int ms;
+
 	if (!u->running)
 		return;
 	process_tx(u);
 	process_rx(u);
+	expired = vsock_bridge_nr_expired(u->bridge);
+	ms = vsock_bridge_expire(u->bridge, monotonic_ms());
+	if (vsock_bridge_nr_expired(u->bridge) != expired) {
+		process_rx(u);	/* the RSTs the expired connections owe */
+		ms = vsock_bridge_expire(u->bridge, monotonic_ms());
+	}
+	arm_deadline(u, ms);
 }
 
 static void on_kick(void *opaque, uint32_t events)
@@ -158,6 +183,19 @@ static void on_kick(void *opaque, uint32_t events)
 	(void)eventfd_read(virtio_dev_kick_fd(u->vdev, VSOCK_QUEUE_RX), &val);
 	(void)eventfd_read(virtio_dev_kick_fd(u->vdev, VSOCK_QUEUE_TX), &val);
 	(void)eventfd_read(u->poke_fd, &val);
+	pthread_mutex_lock(u->lock);
+	if (enter(u))
+		serve(u);
+	pthread_mutex_unlock(u->lock);
+}
+
+static void on_deadline(void *opaque, uint32_t events)
+{
+	struct vsock_uds *u = opaque;
+	uint64_t ticks;
+
+	(void)events;
+	(void)!read(u->timer_fd, &ticks, sizeof(ticks));
 	pthread_mutex_lock(u->lock);
 	if (enter(u))
 		serve(u);
@@ -208,7 +246,8 @@ int vsock_uds_create(struct vsock_uds **out, struct virtio_device *vdev, struct 
 	u->lock = lock;
 	u->cid = cid;
 	u->poke_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (u->poke_fd < 0) {
+	u->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (u->poke_fd < 0 || u->timer_fd < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "eventfd: %s", strerror(errno));
 		goto fail;
@@ -233,11 +272,17 @@ int vsock_uds_start(struct vsock_uds *u)
 	ret = evloop_add(u->loop, u->poke_fd, EPOLLIN, on_kick, u);
 	if (ret)
 		return ret;
+	ret = evloop_add(u->loop, u->timer_fd, EPOLLIN, on_deadline, u);
+	if (ret) {
+		evloop_del(u->loop, u->poke_fd);
+		return ret;
+	}
 	for (unsigned i = 0; i < 2; i++) {
 		ret = evloop_add(u->loop, virtio_dev_kick_fd(u->vdev, qs[i]), EPOLLIN, on_kick, u);
 		if (ret) {
 			while (i-- > 0)
 				evloop_del(u->loop, virtio_dev_kick_fd(u->vdev, qs[i]));
+			evloop_del(u->loop, u->timer_fd);
 			evloop_del(u->loop, u->poke_fd);
 			return ret;
 		}
@@ -260,6 +305,7 @@ void vsock_uds_stop(struct vsock_uds *u)
 	evloop_del(u->loop, virtio_dev_kick_fd(u->vdev, VSOCK_QUEUE_RX));
 	evloop_del(u->loop, virtio_dev_kick_fd(u->vdev, VSOCK_QUEUE_TX));
 	evloop_del(u->loop, u->poke_fd);
+	evloop_del(u->loop, u->timer_fd);
 	u->started = false;
 }
 
@@ -270,6 +316,8 @@ void vsock_uds_destroy(struct vsock_uds *u)
 	vsock_uds_stop(u);
 	if (u->poke_fd >= 0)
 		close(u->poke_fd);
+	if (u->timer_fd >= 0)
+		close(u->timer_fd);
 	free(u);
 }
 
@@ -285,6 +333,11 @@ void vsock_uds_drop(struct vsock_uds *u)
 {
 	u->drop_pending = true;
 	(void)eventfd_write(u->poke_fd, 1);
+}
+
+uint64_t vsock_uds_nr_expired(const struct vsock_uds *u)
+{
+	return u->bridge ? vsock_bridge_nr_expired(u->bridge) : 0;
 }
 
 unsigned vsock_uds_nr_conns(const struct vsock_uds *u)

@@ -39,5 +39,7 @@ void vsock_uds_set_running(struct vsock_uds *u, bool up, bool running);
 void vsock_uds_drop(struct vsock_uds *u);
 /* Lock held. */
 unsigned vsock_uds_nr_conns(const struct vsock_uds *u);
+/* Connections closed by a deadline (conn.h: vsock_bridge_expire). */
+uint64_t vsock_uds_nr_expired(const struct vsock_uds *u);
 
 #endif

@@ -662,6 +662,44 @@ static int vsock_load(struct virtio_device *dev, json_t *saved, char *err, size_
 	return 0;
 }
 
+/* x-query-vsock: the device, its backend and, for the bridge, the
+ * connection table's size and how many connections a deadline closed. */
+static int qmp_query_vsock(void *state, json_t *args, json_t **ret, char *err, size_t errlen)
+{
+	const struct virtio_set *set = state;
+	json_t *list = json_array();
+
+	(void)args;
+	(void)err;
+	(void)errlen;
+	for (unsigned i = 0; set && i < virtio_set_count(set); i++) {
+		struct virtio_vsock *v = to_vsock(virtio_set_device(set, i));
+		const struct vsock_opts *o = virtio_set_options(set, i);
+		json_t *d;
+
+		pthread_mutex_lock(&v->lock);
+		d = json_pack("{s:I, s:s, s:b, s:I}", "cid", (json_int_t)v->cid,
+			      "backend", v->uds ? "uds" : "vhost-vsock", "active", v->active,
+			      "transport-resets", (json_int_t)v->resets_sent);
+		if (d && v->uds) {
+			json_object_set_new(d, "path", json_string(o->uds));
+			json_object_set_new(d, "connections",
+					    json_integer(vsock_uds_nr_conns(v->uds)));
+			json_object_set_new(d, "expired",
+					    json_integer((json_int_t)vsock_uds_nr_expired(v->uds)));
+		}
+		pthread_mutex_unlock(&v->lock);
+		json_array_append_new(list, d);
+	}
+	*ret = list;
+	return 0;
+}
+
+static const struct device_qmp_command vsock_qmp[] = {
+	{ "x-query-vsock", qmp_query_vsock },
+	{ NULL, NULL },
+};
+
 static struct virtio_device_desc vsock_desc = {
 	.name = "virtio-vsock",
 	.device_id = VIRTIO_ID_VSOCK,
@@ -676,5 +714,6 @@ static struct virtio_device_desc vsock_desc = {
 	.resume = vsock_resume,
 	.save = vsock_save,
 	.load = vsock_load,
+	.qmp = vsock_qmp,
 };
 VIRTIO_DEVICE_REGISTER(vsock_desc);

@@ -99,7 +99,7 @@ def test_vsock_uds(tmpd):
     t.start()
     th = threading.Thread(target=serve_hold, daemon=True)
     th.start()
-    g = Guest(tmpd, "vsock_uds", extra=["--vsock", "cid=%d,uds=%s" % (cid, path)])
+    g = Guest(tmpd, "vsock_uds", api=True, extra=["--vsock", "cid=%d,uds=%s" % (cid, path)])
     yield g
     try:
         g.wait_for(r"^EMBER-READY vsock-uds-listen", what="the guest's vsock listener")
@@ -145,6 +145,30 @@ def test_vsock_uds(tmpd):
         need(max(sent) < 4 << 20, "a host write went on to %d bytes: no backpressure" % max(sent))
         need(rss1[1] - rss0[1] < 4096, "Ember's RssAnon grew %d KiB while the guest read nothing"
              % (rss1[1] - rss0[1]))
+        # QMP sees the table; a client that never sends its CONNECT line is
+        # closed by the bridge's deadline (5 s), and counted.
+        q = g.connect()
+        info = q.cmd("x-query-vsock")
+        need(len(info) == 1 and info[0].get("backend") == "uds" and info[0].get("cid") == cid
+             and info[0].get("path") == path, "x-query-vsock: %r" % info)
+        need(info[0].get("connections", 0) >= 32,
+             "x-query-vsock: %r connections, the guest holds 32" % info[0].get("connections"))
+        silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        silent.connect(path)
+        silent.settimeout(15)
+        t0 = time.time()
+        try:
+            got = silent.recv(16)
+        except socket.timeout:
+            got = None
+        waited = time.time() - t0
+        silent.close()
+        need(got == b"", "a client that sent no CONNECT line was not closed (recv: %r after %.1f s)"
+             % (got, waited))
+        need(3 <= waited <= 12, "the silent client was closed after %.1f s, the deadline is 5 s" % waited)
+        info = q.cmd("x-query-vsock")
+        need(info[0].get("expired") == 1, "x-query-vsock: expired %r, want 1" % info[0].get("expired"))
+        print("vsock_uds: x-query-vsock %r; the silent client was closed after %.1f s" % (info[0], waited))
         _uds_connect(path, 5003).close()
         rc = g.wait_exit()
     finally:
