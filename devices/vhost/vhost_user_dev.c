@@ -284,6 +284,11 @@ static int start_rings(struct vhost_user_dev *d)
 		    (ret = vhost_user_set_vring_enable(&d->vu, q, true)))
 			goto fail;
 	}
+	/* A kick the old backend took but never served, or one that came
+	 * while there was no backend, would leave the ring idle: look again. */
+	for (unsigned q = 0; q < d->nr_rings; q++)
+		if (virtio_dev_queue(vdev, q)->ready)
+			(void)eventfd_write(virtio_dev_kick_fd(vdev, q), 1);
 	d->state = VU_RUNNING;
 	d->err[0] = 0;
 	return 0;

@@ -67,11 +67,20 @@ t_smp() {
 }
 
 t_blk() {
-	local d ro fs before after
+	local d ro fs
 	d=$(blk_dev EMBER-DATA) || bad find_data_disk "no disk with serial EMBER-DATA"
 	ro=$(blk_dev EMBER-RO) || bad find_ro_disk "no disk with serial EMBER-RO"
 	fs=$(blk_dev EMBER-FS) || bad find_fs_disk "no disk with serial EMBER-FS"
 	[ -n "$d" ] && [ -n "$ro" ] && [ -n "$fs" ] && ok serials
+	blk_checks "$d" "$ro" "$fs"
+	done_
+	off
+}
+
+# The block checks any virtio-blk device model must pass (virtio-blk,
+# vhost-user-blk): data disk d, read-only disk ro, file-system disk fs.
+blk_checks() {
+	local d=$1 ro=$2 fs=$3 before after
 	echo "EMBER-INFO data_size_sectors=$(cat /sys/block/$d/size)"
 	# O_DIRECT pattern at 1 MiB; the host finds it in the image file.
 	pattern 4194304 >/tmp/pat
@@ -113,8 +122,6 @@ t_blk() {
 	# Interrupts: MSI-X vectors of the virtio devices, and they fired.
 	check msix sh -c 'grep -E "PCI-MSI.*virtio[0-9]+-(req|virtqueues)" /proc/interrupts'
 	check msix_fired sh -c 'grep -E "PCI-MSI.*virtio[0-9]+-(req|virtqueues)" /proc/interrupts | awk "{ s = 0; for (i = 2; i <= NF; i++) if (\$i ~ /^[0-9]+\$/) s += \$i; else break; t += s } END { exit !(t > 0) }"'
-	done_
-	off
 }
 
 t_devices() {
