@@ -21,9 +21,9 @@ t_vhost_user_blk() {
 	check data_queues test "$(ls /sys/block/$d/mq | wc -l)" = 2
 	# The daemon starts write-through (config wce 0); switching the cache
 	# goes to it as SET_CONFIG, and then the flush checks apply.
-	echo "EMBER-INFO cache_type_before=$(cat /sys/block/$d/device/cache_type 2>/dev/null)"
-	check cache_type_write_back sh -c "echo 'write back' >/sys/block/$d/device/cache_type &&
-		test \"\$(cat /sys/block/$d/device/cache_type)\" = 'write back'"
+	echo "EMBER-INFO cache_type_before=$(cat /sys/block/$d/cache_type 2>/dev/null)"
+	check cache_type_write_back sh -c "echo 'write back' >/sys/block/$d/cache_type &&
+		test \"\$(cat /sys/block/$d/cache_type)\" = 'write back'"
 	blk_checks "$d" "$ro" "$fs"
 	done_
 	off
