@@ -56,3 +56,23 @@ t_vhost_user_blk_reconnect() {
 	done_
 	off
 }
+
+# bench/vhost-user: O_DIRECT throughput and IOPS on the VM's one disk,
+# whatever serves it (vhost-user-blk, Ember's virtio-blk, QEMU's), ember.secs
+# seconds per case; the host parses the EMBER-BENCH lines.
+t_vu_bench() {
+	local d secs c out
+	secs=$(arg secs)
+	d=$(ls /sys/block | grep '^vd' | head -n1)
+	[ -n "$d" ] || { bad bench_disk "no disk"; done_; off; }
+	for c in "read 1048576 8" "write 1048576 8" "randread 4096 16" "randwrite 4096 16" "randread 4096 1"; do
+		# shellcheck disable=SC2086
+		if out=$(blkbench /dev/$d $c "${secs:-5}" 2>&1); then
+			echo "EMBER-BENCH $out"
+		else
+			bad "bench_${c%% *}" "$out"
+		fi
+	done
+	done_
+	off
+}
