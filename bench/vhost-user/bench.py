@@ -80,8 +80,10 @@ def one(cfg, tmpd, image):
         for m in re.finditer(r"^EMBER-BENCH blkbench (\w+ \d+ \d+): (\d+) iops, ([\d.]+) MB/s", text, re.M):
             res[m.group(1)] = (int(m.group(2)), float(m.group(3)))
         if len(res) != len(CASES):
-            raise RuntimeError("%d of %d cases ran (exit %d): %s" % (len(res), len(CASES), p.returncode,
-                                                                     text[-400:]))
+            log.flush()
+            vmm = open(log.name, errors="replace").read()
+            raise RuntimeError("%d of %d cases ran (exit %d): serial ...%s\nvmm log ...%s" % (
+                len(res), len(CASES), p.returncode, text[-600:], vmm[-600:]))
         return res
     finally:
         if p.poll() is None:

@@ -8,6 +8,7 @@
 #                              TX queues)
 #   ember.link=1               also wait for the host's set_link down/up
 #   ember.gone=1               keep sending while the host deletes the tap
+#   ember.vu=1                 vhost-user-net: a stream after the backend restarts
 # Guest -> host: stream i sends pattern(N MiB) to PEER:5000+i (the host
 # hashes it). Host -> guest: the guest listens on 5100+i and prints the hash.
 
@@ -99,6 +100,18 @@ t_net() {
 	done
 	# The sleeps feeding the listeners' stdin.
 	pkill -f "sleep 900" 2>/dev/null
+
+	if [ "$(arg vu)" = 1 ]; then
+		# vhost-user-net: the host restarts the backend, then sends 1 MiB
+		# to 5200 once Ember has reconnected.
+		( sleep 900 | nc -l -p 5200 | sha256sum | cut -d' ' -f1 >/tmp/vu.after ) &
+		sleep 1
+		echo "EMBER-READY vu-reconnect"
+		local n=0
+		while [ ! -s /tmp/vu.after ] && [ $n -lt 3000 ]; do sleep 0.1; n=$((n + 1)); done
+		echo "EMBER-INFO net_vu_after=$(cat /tmp/vu.after 2>/dev/null)"
+		pkill -f "sleep 900" 2>/dev/null
+	fi
 
 	if [ "$(arg link)" = 1 ]; then
 		echo "EMBER-READY net-link"

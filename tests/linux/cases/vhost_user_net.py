@@ -1,0 +1,93 @@
+# vhost-user-net with Linux's own virtio_net, served by vu-test-backend
+# (tests/vhost-user/vu_backend.c), which bridges the rings to a tap in the
+# test's network namespace. Uses net.py's NetNS and net_bulk (loaded first)
+# and the guest's t_net with ember.vu=1. Runs in suite.py's namespace.
+
+
+def _vu_backend_start(ns, tmpd, sock, tap, host_ip, n):
+    exe = os.environ.get("EMBER_VU_BACKEND")
+    need(exe and os.access(exe, os.X_OK), "EMBER_VU_BACKEND (vu-test-backend) is not set or not built: %r" % exe)
+    if os.path.exists(sock):
+        os.unlink(sock)
+    p = ns.spawn([exe, "--socket", sock, "--tap", tap], open(os.path.join(tmpd, "vu-backend%d.log" % n), "w"))
+    end = time.time() + 20
+    while not os.path.exists(sock):
+        need(p.poll() is None, "vu-test-backend exited with %s" % p.returncode)
+        need(time.time() < end, "vu-test-backend made no socket in 20 s")
+        time.sleep(0.05)
+    # The tap lives as long as the backend: address it each time.
+    ns.ip("addr", "add", host_ip + "/24", "dev", tap)
+    ns.ip("link", "set", tap, "up")
+    return p
+
+
+def test_vhost_user_net(tmpd):
+    """Ping and a stream each way by SHA-256 through the backend; then the
+    backend is killed and restarted: Ember reconnects and 1 MiB reaches the
+    guest intact."""
+    ns = NetNS("vu")
+    g = None
+    subnet = "10.%d.4" % (100 + os.getpid() % 100)
+    host_ip = subnet + ".1"
+    sock = os.path.join(tmpd, "vu-net.sock")
+    mb = max(1, NET_BULK_MB // 4)
+    try:
+        be = _vu_backend_start(ns, tmpd, sock, "vutap0", host_ip, 1)
+        cmdline = "ember.ip=%s.2/24 ember.peer=%s ember.mb=%d ember.streams=1 ember.vu=1" % (
+            subnet, host_ip, mb)
+        g = Guest(tmpd, "net", api=True, cmdline=cmdline,
+                  extra=["--vhost-user-net", "socket=%s,mac=52:54:00:12:34:77,reconnect=200" % sock])
+        yield g
+        q = g.connect()
+        g2h, h2g = net_bulk(g, ns, host_ip, 1, mb)
+        st = q.cmd("query-vhost-user")
+        need(len(st) == 1 and st[0]["type"] == "vhost-user-net" and st[0]["state"] == "running"
+             and st[0]["socket"] == sock, "query-vhost-user: %r" % st)
+        need(st[0]["acked-features"] & (1 << 32), "VERSION_1 not acked to the backend: %r" % st[0])
+        need(g.info("net_mac") == "52:54:00:12:34:77", "the guest's MAC is %r" % g.info("net_mac"))
+        has = _features(g)
+        need(has(NETF_STATUS) and not has(NETF_MRG_RXBUF) and not has(NETF_CSUM),
+             "features: STATUS is Ember's; the backend offers no MRG_RXBUF or CSUM: %s" % g.info("net_features"))
+        # The backend dies and comes back; the rings resume.
+        g.wait_for(r"^EMBER-READY vu-reconnect", timeout=300, what="the guest's reconnect step")
+        t0 = time.time()
+        be.kill()
+        be.wait()
+        end = time.time() + 10
+        while q.cmd("query-vhost-user")[0]["state"] != "disconnected":
+            need(time.time() < end, "query-vhost-user never said disconnected: %r" % q.cmd("query-vhost-user"))
+            time.sleep(0.1)
+        time.sleep(1)
+        be = _vu_backend_start(ns, tmpd, sock, "vutap0", host_ip, 2)
+        end = time.time() + 30
+        while True:
+            st = q.cmd("query-vhost-user")[0]
+            if st["state"] == "running" and st["reconnects"] == 1:
+                break
+            need(time.time() < end, "no reconnect within 30 s: %r" % st)
+            time.sleep(0.1)
+        outage = time.time() - t0
+        guest_ip = g.info("net_ip")
+        ping = _run(*ns.exec_prefix(), "busybox", "ping", "-c", "3", "-W", "10", guest_ip, check=False)
+        need(" 0% packet loss" in ping, "host -> guest ping after the reconnect: %s" % ping.strip()[-200:])
+        sent = {}
+        _send_pattern(ns, guest_ip, 5200, 1 << 20, sent, 0)
+        need(sent.get(0) == "sent", "host -> guest after the reconnect: %s" % sent.get(0))
+        g.wait_for(r"^EMBER-INFO net_vu_after=.*\n", timeout=300, what="the guest's hash after the reconnect")
+        want = hashlib.sha256(pattern(1 << 20)).hexdigest()
+        need(g.info("net_vu_after") == want, "after the reconnect the guest hashed %r, want %s"
+             % (g.info("net_vu_after"), want))
+        rc = g.wait_exit()
+        oks = g.checks()
+        expect_checks(oks, ["net_dev", "net_ping_host", "net_g2h_sent"])
+        need(g.info("net_errors") == "0 0", "the guest counted rx/tx errors: %s" % g.info("net_errors"))
+        need(rc == 0, "ember exited with %d" % rc)
+        print("vhost_user_net: guest->host %.2f MiB/s, host->guest %.2f MiB/s (%d MiB); backend restart: "
+              "running again %.1f s after the kill; then ping and 1 MiB by hash" % (g2h, h2g, mb, outage))
+    finally:
+        if g:
+            g.kill()
+        ns.close()
+
+
+TESTS.update({"vhost_user_net": test_vhost_user_net})
