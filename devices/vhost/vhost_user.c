@@ -34,6 +34,31 @@ struct vu_msg {
 	} p;
 } __attribute__((packed));
 
+/* Requests by name, for errors people read. */
+static const char *req_name(uint32_t req)
+{
+	static const char *const names[] = {
+		[VHOST_USER_GET_FEATURES] = "GET_FEATURES", [VHOST_USER_SET_FEATURES] = "SET_FEATURES",
+		[VHOST_USER_SET_OWNER] = "SET_OWNER", [VHOST_USER_SET_MEM_TABLE] = "SET_MEM_TABLE",
+		[VHOST_USER_SET_VRING_NUM] = "SET_VRING_NUM",
+		[VHOST_USER_SET_VRING_ADDR] = "SET_VRING_ADDR",
+		[VHOST_USER_SET_VRING_BASE] = "SET_VRING_BASE",
+		[VHOST_USER_GET_VRING_BASE] = "GET_VRING_BASE",
+		[VHOST_USER_SET_VRING_KICK] = "SET_VRING_KICK",
+		[VHOST_USER_SET_VRING_CALL] = "SET_VRING_CALL",
+		[VHOST_USER_SET_VRING_ERR] = "SET_VRING_ERR",
+		[VHOST_USER_GET_PROTOCOL_FEATURES] = "GET_PROTOCOL_FEATURES",
+		[VHOST_USER_SET_PROTOCOL_FEATURES] = "SET_PROTOCOL_FEATURES",
+		[VHOST_USER_GET_QUEUE_NUM] = "GET_QUEUE_NUM",
+		[VHOST_USER_SET_VRING_ENABLE] = "SET_VRING_ENABLE",
+		[VHOST_USER_GET_CONFIG] = "GET_CONFIG", [VHOST_USER_SET_CONFIG] = "SET_CONFIG",
+		[VHOST_USER_GET_INFLIGHT_FD] = "GET_INFLIGHT_FD",
+		[VHOST_USER_SET_INFLIGHT_FD] = "SET_INFLIGHT_FD",
+	};
+
+	return req < sizeof(names) / sizeof(names[0]) && names[req] ? names[req] : "request";
+}
+
 static int fail(struct vhost_user *vu, int ret, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
@@ -123,7 +148,7 @@ static int send_msg(struct vhost_user *vu, struct vu_msg *m, const int *fds, uns
 	size_t len = VHOST_USER_HDR_SIZE + m->size, done = 0;
 
 	if (vu->fd < 0) {
-		snprintf(vu->err, sizeof(vu->err), "request %u: not connected", m->request);
+		snprintf(vu->err, sizeof(vu->err), "%s: not connected", req_name(m->request));
 		return -ENOTCONN;
 	}
 	while (done < len) {
@@ -149,12 +174,12 @@ static int send_msg(struct vhost_user *vu, struct vu_msg *m, const int *fds, uns
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			ret = wait_fd(vu, POLLOUT, deadline);
 			if (ret)
-				return fail(vu, ret, "request %u: backend not reading (%s)", m->request,
+				return fail(vu, ret, "%s: backend not reading (%s)", req_name(m->request),
 					    strerror(-ret));
 			continue;
 		}
 		if (n < 0)
-			return fail(vu, -EPIPE, "request %u: send: %s", m->request, strerror(errno));
+			return fail(vu, -EPIPE, "%s: send: %s", req_name(m->request), strerror(errno));
 		done += (size_t)n;
 	}
 	return 0;
@@ -224,22 +249,22 @@ static int recv_reply_fd(struct vhost_user *vu, uint32_t req, struct vu_msg *r, 
 		*fd_out = -1;
 	ret = recv_all(vu, r, VHOST_USER_HDR_SIZE, deadline, &nfds, fd_out);
 	if (!ret && (r->request != req || r->size != want))
-		ret = fail(vu, -EPROTO, "request %u: bad reply (request %u, %u payload bytes, "
-			   "want %u)", req, r->request, r->size, want);
+		ret = fail(vu, -EPROTO, "%s: bad reply (request %u, %u payload bytes, "
+			   "want %u)", req_name(req), r->request, r->size, want);
 	else if (!ret && (r->flags & 3) != VHOST_USER_VERSION)
-		ret = fail(vu, -EPROTO, "request %u: reply has version %u", req, r->flags & 3);
+		ret = fail(vu, -EPROTO, "%s: reply has version %u", req_name(req), r->flags & 3);
 	else if (!ret && !(r->flags & VHOST_USER_FLAG_REPLY))
-		ret = fail(vu, -EPROTO, "request %u: reply without the REPLY flag", req);
+		ret = fail(vu, -EPROTO, "%s: reply without the REPLY flag", req_name(req));
 	else if (!ret && (ret = recv_all(vu, &r->p, want, deadline, &nfds, fd_out)) == 0 &&
 		 (nfds || (fd_out && *fd_out < 0)))
-		ret = fail(vu, -EPROTO, "request %u: reply carries unexpected fds (%u, want %u)", req,
+		ret = fail(vu, -EPROTO, "%s: reply carries unexpected fds (%u, want %u)", req_name(req),
 			   nfds + (fd_out && *fd_out >= 0), fd_out ? 1 : 0);
 	else if (ret == -ETIMEDOUT)
-		ret = fail(vu, ret, "request %u: no reply within %u ms", req, vu->timeout_ms);
+		ret = fail(vu, ret, "%s: no reply within %u ms", req_name(req), vu->timeout_ms);
 	else if (ret == -EPIPE)
-		ret = fail(vu, ret, "request %u: the backend closed the connection", req);
+		ret = fail(vu, ret, "%s: the backend closed the connection", req_name(req));
 	else if (ret && vu->fd >= 0)
-		ret = fail(vu, ret, "request %u: receive: %s", req, strerror(-ret));
+		ret = fail(vu, ret, "%s: receive: %s", req_name(req), strerror(-ret));
 	if (ret && fd_out && *fd_out >= 0) {
 		close(*fd_out);
 		*fd_out = -1;
@@ -269,8 +294,8 @@ static int request(struct vhost_user *vu, struct vu_msg *m, const int *fds, unsi
 	if (ret)
 		return ret;
 	if (r.p.u64) {
-		snprintf(vu->err, sizeof(vu->err), "request %u: the backend refused it (%llu)",
-			 m->request, (unsigned long long)r.p.u64);
+		snprintf(vu->err, sizeof(vu->err), "%s: the backend refused it (%llu)",
+			 req_name(m->request), (unsigned long long)r.p.u64);
 		return -EIO;
 	}
 	return 0;

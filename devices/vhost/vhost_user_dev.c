@@ -141,6 +141,8 @@ static int handshake(struct vhost_user_dev *d, char *err, size_t errlen)
 {
 	const struct vhost_user_dev_type *t = d->type;
 	uint64_t max_queues = 1;
+	const char *e;
+	size_t n;
 	int ret;
 
 	ret = vhost_user_connect(&d->vu, d->socket);
@@ -179,12 +181,12 @@ static int handshake(struct vhost_user_dev *d, char *err, size_t errlen)
 		t->fill_config(d, d->config);
 	return 0;
 fail:
-	/* connect's own message already names the socket. */
-	if (!strncmp(d->vu.err, d->socket, strlen(d->socket)))
-		snprintf(err, errlen, "%s", d->vu.err);
-	else
-		snprintf(err, errlen, "%s: %s", d->socket, d->vu.err[0] ? d->vu.err :
-			 strerror(-ret));
+	/* The caller names the socket (the flag's options, the QMP entry). */
+	e = d->vu.err[0] ? d->vu.err : strerror(-ret);
+	n = strlen(d->socket);
+	if (!strncmp(e, d->socket, n) && e[n] == ':' && e[n + 1] == ' ')
+		e += n + 2;
+	snprintf(err, errlen, "%s", e);
 	vhost_user_close(&d->vu);
 	return ret;
 }

@@ -13,6 +13,7 @@
  * MODE (for the bad-backend tests):
  *   good              the default
  *   close-mid-setup   close the connection when SET_MEM_TABLE arrives
+ *   hang-mid-setup    never answer SET_MEM_TABLE (nor anything after it)
  *   bad-size          answer GET_FEATURES with a payload 4 bytes too long
  *   silent            never answer GET_FEATURES
  *   die-after=N       exit(3) after forwarding N frames
@@ -422,6 +423,15 @@ static int handle(int fd)
 			logf_("close-mid-setup: hanging up at SET_MEM_TABLE");
 			ret = -1;
 			break;
+		}
+		if (!strcmp(B.mode, "hang-mid-setup")) {
+			logf_("hang-mid-setup: no answer to SET_MEM_TABLE, or anything after");
+			for (unsigned i = 0; i < nfds; i++)
+				close(fds[i]);
+			while (recv_msg(fd, &m, fds, &nfds) == 0)
+				for (unsigned i = 0; i < nfds; i++)
+					close(fds[i]);
+			return -1;
 		}
 		ret = set_mem_table(&m, fds, nfds);
 		for (unsigned i = 0; i < nfds; i++)
