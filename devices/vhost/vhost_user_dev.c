@@ -73,6 +73,7 @@ struct vhost_user_dev {
 	int call_cur[VIRTIO_MAX_QUEUES];
 	uint8_t config[VU_CONFIG_MAX];
 	char err[300];			/* the last failure, for QMP */
+	struct ratelimit log_rl;	/* a backend that crash-loops logs a few lines */
 };
 
 static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -125,8 +126,9 @@ static void lost(struct vhost_user_dev *d, int ret, const char *what)
 	vhost_user_close(&d->vu);
 	if (gone && d->reconnect_ms) {
 		d->state = VU_DISCONNECTED;
-		log_warn("%s: backend %s went away (%s); reconnecting every %u ms", d->id,
-			 d->socket, d->err, d->reconnect_ms);
+		if (ratelimit_allow(&d->log_rl))
+				log_warn("%s: backend %s went away (%s); reconnecting every %u ms", d->id,
+				 d->socket, d->err, d->reconnect_ms);
 		arm_timer(d, d->reconnect_ms);
 	} else {
 		d->state = VU_FAILED;
@@ -397,11 +399,11 @@ static void try_reconnect(struct vhost_user_dev *d)
 	}
 	d->reconnects++;
 	d->state = VU_CONNECTED;
-	log_info("%s: reconnected to %s (reconnect %llu)", d->id, d->socket,
-		 (unsigned long long)d->reconnects);
 	watch_add(d);
-	if (start_rings(d) == 0 && d->state == VU_RUNNING)
-		log_info("%s: rings restarted", d->id);
+	if (start_rings(d) == 0 && d->state != VU_DISCONNECTED && ratelimit_allow(&d->log_rl))
+		log_info("%s: reconnected to %s (reconnect %llu)%s", d->id, d->socket,
+			 (unsigned long long)d->reconnects,
+			 d->state == VU_RUNNING ? "; rings restarted" : "");
 }
 
 static void on_timer(void *opaque, uint32_t events)
@@ -567,6 +569,7 @@ int vhost_user_dev_create(struct vhost_user_dev **out, const struct device_ctx *
 	d->priv = p->priv;
 	d->watch_fd = -1;
 	d->inflight.fd = -1;
+	d->log_rl = (struct ratelimit)RATELIMIT_INIT(10000, 6);
 	d->state = VU_DISCONNECTED;
 	d->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	d->socket = strdup(p->socket);

@@ -90,4 +90,61 @@ def test_vhost_user_net(tmpd):
         ns.close()
 
 
-TESTS.update({"vhost_user_net": test_vhost_user_net})
+def test_vhost_user_net_bad(tmpd):
+    """Backends that fail at the guest's DRIVER_OK, under Linux's virtio_net:
+    one never answers SET_MEM_TABLE (the device goes FAILED and NEEDS_RESET
+    after the 5 s deadline), one hangs up at it every time (Ember keeps
+    reconnecting). The guest keeps running, Ember keeps serving QMP, and
+    neither backend's socket is left behind."""
+    exe = os.environ.get("EMBER_VU_BACKEND")
+    need(exe and os.access(exe, os.X_OK), "EMBER_VU_BACKEND (vu-test-backend) is not set or not built: %r" % exe)
+    socks = [os.path.join(tmpd, "hang.sock"), os.path.join(tmpd, "close.sock")]
+    bes = []
+    g = None
+    try:
+        for sock, mode in zip(socks, ("hang-mid-setup", "close-mid-setup")):
+            bes.append(subprocess.Popen([exe, "--socket", sock, "--mode", mode],
+                                        stdout=open(os.path.join(tmpd, mode + ".log"), "w"),
+                                        stderr=subprocess.STDOUT))
+        end = time.time() + 20
+        while not all(os.path.exists(x) for x in socks):
+            need(time.time() < end, "vu-test-backend made no socket in 20 s")
+            time.sleep(0.05)
+        g = Guest(tmpd, "ticker", api=True,
+                  extra=["--vhost-user-net", "socket=%s" % socks[0],
+                         "--vhost-user-net", "socket=%s,reconnect=500" % socks[1]])
+        yield g
+        g.wait_for(r"^EMBER-READY ticker", what="the guest's user space")
+        q = g.connect()
+        end = time.time() + 30
+        while True:
+            st = q.cmd("query-vhost-user")
+            if st[0]["state"] == "failed" and st[1]["reconnects"] >= 2:
+                break
+            need(time.time() < end, "query-vhost-user after 30 s: %r" % st)
+            time.sleep(0.2)
+        need("SET_MEM_TABLE: no reply within 5000 ms" in st[0].get("error", ""),
+             "the hanging backend's error: %r" % st[0])
+        need(st[1]["state"] in ("disconnected", "connected") and
+             "SET_MEM_TABLE" in st[1].get("error", "") + open(g.logpath).read(),
+             "the hanging-up backend: %r" % st[1])
+        need(q.cmd("query-status").get("status") == "running", "the VM is not running")
+        n = len(re.findall(r"^EMBER-TICK", g.text(), re.M))
+        g.wait_for(r"^EMBER-TICK %d$" % (n + 5), timeout=60, what="the guest ticking on")
+        log = open(g.logpath, errors="replace").read()
+        lines = [l for l in log.splitlines() if "vhost-user-net1" in l]
+        need(len(lines) <= 12, "%d log lines about the crash-looping backend: not rate-limited" % len(lines))
+        q.cmd("quit")
+        rc = g.wait_exit()
+        need(rc == 0, "quit: ember exited with %d" % rc)
+        print("vhost_user_net_bad: %r; %r; %d log lines for %d reconnects" % (
+            st[0].get("error"), st[1].get("error"), len(lines), st[1]["reconnects"]))
+    finally:
+        if g:
+            g.kill()
+        for p in bes:
+            p.kill()
+            p.wait()
+
+
+TESTS.update({"vhost_user_net": test_vhost_user_net, "vhost_user_net_bad": test_vhost_user_net_bad})
