@@ -6,7 +6,7 @@ PKGS=(build-essential cmake pkg-config clang lld libclang-rt-14-dev
       check libjansson-dev liburing-dev libaio-dev
       libseccomp-dev libsystemd-dev acpica-tools qemu-system-x86
       busybox-static cpio lz4 fio python3 iproute2
-      dnsmasq-base socat iperf3 e2fsprogs)
+      dnsmasq-base socat iperf3 e2fsprogs dpdk-dev)
 missing=()
 for p in "${PKGS[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

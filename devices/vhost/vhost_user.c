@@ -381,7 +381,8 @@ int vhost_user_handshake(struct vhost_user *vu)
 int vhost_user_set_mem_table(struct vhost_user *vu, const struct guest_mem *gm)
 {
 	struct vu_msg m = { .request = VHOST_USER_SET_MEM_TABLE };
-	int fds[VHOST_USER_MAX_FDS];
+	int fds[VHOST_USER_MAX_FDS], ret;
+	unsigned saved;
 
 	if (gm->memfd < 0 || gm->nr > VHOST_USER_MAX_FDS) {
 		snprintf(vu->err, sizeof(vu->err), "guest RAM is not shareable (%s)",
@@ -397,7 +398,12 @@ int vhost_user_set_mem_table(struct vhost_user *vu, const struct guest_mem *gm)
 		fds[i] = gm->memfd;
 	}
 	m.size = 8 + gm->nr * 32;
-	return request(vu, &m, fds, gm->nr, true);
+	saved = vu->timeout_ms;
+	if (vu->timeout_ms < VHOST_USER_MEM_TABLE_TIMEOUT_MS)
+		vu->timeout_ms = VHOST_USER_MEM_TABLE_TIMEOUT_MS;
+	ret = request(vu, &m, fds, gm->nr, true);
+	vu->timeout_ms = saved;
+	return ret;
 }
 
 static int set_state(struct vhost_user *vu, uint32_t req, unsigned idx, unsigned num)

@@ -19,6 +19,9 @@
 #include "base/guest_mem.h"
 
 #define VHOST_USER_TIMEOUT_MS	5000
+/* SET_MEM_TABLE: a backend may map and populate all of guest RAM before it
+ * answers (DPDK does, MAP_POPULATE), seconds for large or emulated guests. */
+#define VHOST_USER_MEM_TABLE_TIMEOUT_MS	30000
 #define VHOST_USER_MAX_FDS	8
 #define VHOST_USER_CONFIG_MAX	256
 

@@ -121,8 +121,11 @@ static void lost(struct vhost_user_dev *d, int ret, const char *what)
 {
 	bool gone = ret == -EPIPE || ret == -ECONNRESET || ret == -ENOTCONN;
 
-	snprintf(d->err, sizeof(d->err), "%s: %.256s", what, d->vu.err[0] ? d->vu.err :
-		 strerror(-ret));
+	/* The protocol layer's reason names the request already. */
+	if (d->vu.err[0])
+		snprintf(d->err, sizeof(d->err), "%.256s", d->vu.err);
+	else
+		snprintf(d->err, sizeof(d->err), "%s: %s", what, strerror(-ret));
 	vhost_user_close(&d->vu);
 	if (gone && d->reconnect_ms) {
 		d->state = VU_DISCONNECTED;
