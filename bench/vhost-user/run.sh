@@ -24,7 +24,7 @@ if [ -r /dev/kvm ] && [ -w /dev/kvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo; then
 fi
 echo "bench/vhost-user: no VMX/SVM /dev/kvm here: running in one nested-KVM L1 (waits for the nested lock)" >&2
 exec flock "${EMBER_NESTED_LOCK:-/var/tmp/ember-nested.lock}" \
-	"$SRC/scripts/nested-kvm.sh" --cpus 2 --timeout 3000 -- \
+	"$SRC/scripts/nested-kvm.sh" --cpus 1 --timeout 3000 -- \
 	env EMBER="$EMBER" SECS="${SECS:-5}" RUNS="${RUNS:-3}" SIZE_MB="${SIZE_MB:-256}" \
 	CONFIGS="${CONFIGS:-ember-vu ember-native qemu-vu qemu-native}" QEMU="${QEMU:-qemu-system-x86_64}" \
-	python3 "$SRC/bench/vhost-user/bench.py"
+	python3 -u "$SRC/bench/vhost-user/bench.py"

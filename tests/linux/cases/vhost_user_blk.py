@@ -85,7 +85,10 @@ def test_vhost_user_blk(tmpd):
                          "--vhost-user-blk", "socket=%s" % qsd.socks[2]])
         yield g
         g.wait_for(r"^EMBER-USERSPACE", what="the guest's user space")
-        info = g.connect().cmd("query-vhost-user")
+        q = g.connect()
+        info = q.cmd("query-vhost-user")
+        g.wait_for(r"^EMBER-CHECK fs_files", what="the guest's block checks")
+        late = q.cmd("query-vhost-user")
         rc = g.wait_exit()
     finally:
         qsd.stop()
@@ -105,7 +108,9 @@ def test_vhost_user_blk(tmpd):
     need(g.info("cache_type_before") == "write through",
          "the daemon's disk started as %r, not write through" % g.info("cache_type_before"))
     print("vhost_user_blk: %d guest checks, image contents, hole and e2fsck verified; serial %r; "
-          "protocol features %#x" % (len(oks), g.info("serial"), info[0].get("protocol-features")))
+          "protocol features %#x; interrupts relayed by Ember (not irqfd): %s" % (
+              len(oks), g.info("serial"), info[0].get("protocol-features"),
+              [d.get("relayed-interrupts") for d in late]))
 
 
 def test_vhost_user_blk_reconnect(tmpd):
