@@ -93,12 +93,15 @@ int vhost_user_connect(struct vhost_user *vu, const char *path)
 		return -ENAMETOOLONG;
 	}
 	strcpy(a.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* Non-blocking: a listener whose backlog is full answers EAGAIN at
+	 * once instead of holding the caller (the main loop, on reconnect). */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
 	if (connect(fd, (struct sockaddr *)&a, sizeof(a))) {
 		ret = -errno;
-		snprintf(vu->err, sizeof(vu->err), "%s: connect: %s", path, strerror(errno));
+		snprintf(vu->err, sizeof(vu->err), "%s: connect: %s", path,
+			 errno == EAGAIN ? "the backend's listen queue is full" : strerror(errno));
 		close(fd);
 		return ret;
 	}

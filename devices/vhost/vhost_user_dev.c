@@ -22,6 +22,9 @@
 
 #define VU_QUEUE_SIZE		256
 #define VU_CONFIG_MAX		VHOST_USER_CONFIG_MAX
+/* Failed reconnects back off to this: an attempt on a backend that accepts
+ * and never answers holds the main loop for the protocol's deadline. */
+#define VU_RETRY_MAX_MS		30000
 
 /* Ring-layout bits a backend may serve; packed rings are not offered (the
  * transport and Ember's own checks know split rings only). */
@@ -54,6 +57,7 @@ struct vhost_user_dev {
 	char id[40];			/* "vhost-user-blk0" */
 	char *socket;
 	unsigned queues, nr_rings, reconnect_ms;
+	unsigned retry_ms;		/* next wait: reconnect_ms, doubling to VU_RETRY_MAX_MS */
 	void *priv;
 	bool started;			/* main-loop watches registered */
 	int timer_fd;			/* reconnect / deferred NEEDS_RESET */
@@ -133,6 +137,7 @@ static void lost(struct vhost_user_dev *d, int ret, const char *what)
 		if (ratelimit_allow(&d->log_rl))
 				log_warn("%s: backend %s went away (%s); reconnecting every %u ms", d->id,
 				 d->socket, d->err, d->reconnect_ms);
+		d->retry_ms = d->reconnect_ms;
 		arm_timer(d, d->reconnect_ms);
 	} else {
 		d->state = VU_FAILED;
@@ -398,9 +403,11 @@ static void try_reconnect(struct vhost_user_dev *d)
 		if (strncmp(d->err, "reconnect: ", 11) || strcmp(d->err + 11, err))
 			log_warn("%s: reconnect: %s", d->id, err);
 		snprintf(d->err, sizeof(d->err), "reconnect: %.256s", err);
-		arm_timer(d, d->reconnect_ms);
+		arm_timer(d, d->retry_ms);
+		d->retry_ms = d->retry_ms >= VU_RETRY_MAX_MS / 2 ? VU_RETRY_MAX_MS : d->retry_ms * 2;
 		return;
 	}
+	d->retry_ms = d->reconnect_ms;
 	d->reconnects++;
 	d->state = VU_CONNECTED;
 	watch_add(d);
@@ -572,6 +579,7 @@ int vhost_user_dev_create(struct vhost_user_dev **out, const struct device_ctx *
 	d->queues = p->queues;
 	d->nr_rings = p->queues * type->rings_per_queue;
 	d->reconnect_ms = p->reconnect_ms;
+	d->retry_ms = p->reconnect_ms;
 	d->priv = p->priv;
 	d->watch_fd = -1;
 	d->inflight.fd = -1;
