@@ -734,6 +734,37 @@ void vhost_user_dev_resume(struct virtio_device *vdev)
 		virtio_dev_set_needs_reset(vdev);
 }
 
+int vhost_user_common_check(const struct vhost_user_common_opts *o, char *err, size_t errlen)
+{
+	if (!o->socket || !*o->socket) {
+		snprintf(err, errlen, "socket=PATH is required");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int vhost_user_dev_create_virtio(struct device_ctx *ctx, const struct vhost_user_dev_type *type,
+				 const struct vhost_user_common_opts *o, unsigned queues,
+				 void *priv, struct virtio_device **out)
+{
+	struct vhost_user_dev_params p = {
+		.socket = o->socket, .queues = queues, .reconnect_ms = (unsigned)o->reconnect_ms,
+		.priv = priv,
+	};
+	struct vhost_user_dev *d;
+	char err[320] = "";
+	int ret;
+
+	*out = NULL;
+	ret = vhost_user_dev_create(&d, ctx, type, &p, err, sizeof(err));
+	if (ret) {
+		virtio_create_error("%s", err);
+		return ret;
+	}
+	*out = &d->vdev;
+	return 0;
+}
+
 /* The rings' positions are saved by the registry; the backend keeps the
  * disk or the network. A restored VM needs the same kind of backend. */
 json_t *vhost_user_dev_save(struct virtio_device *vdev)

@@ -38,6 +38,7 @@
 #include <stdint.h>
 
 #include "devices/device.h"
+#include "devices/options.h"
 #include "devices/virtio/virtio.h"
 
 struct json_t;
@@ -84,6 +85,32 @@ void vhost_user_dev_config_write(struct virtio_device *vdev, size_t off, const v
 int vhost_user_dev_activate(struct virtio_device *vdev);
 void vhost_user_dev_reset(struct virtio_device *vdev);
 
+/* The options every type has, first in its options struct, and their
+ * table entries (devices/options.h). */
+struct vhost_user_common_opts {
+	char *socket;
+	uint64_t reconnect_ms;
+};
+
+#define VHOST_USER_COMMON_OPTIONS(opts_struct)                                                  \
+	{ .name = "socket", .type = DEV_OPT_STRING,                                      \
+	  .offset = DEV_OPT_FIELD(opts_struct, common.socket), .required = true,               \
+	  .help = "the backend's unix socket (it listens, Ember connects)" },            \
+	{ .name = "reconnect", .type = DEV_OPT_UINT,                                     \
+	  .offset = DEV_OPT_FIELD(opts_struct, common.reconnect_ms), .def = "1000",            \
+	  .max = 3600000,                                                                \
+	  .help = "ms before reconnecting to a backend that went away, doubling to 30 s " \
+		  "(0: never; the device then needs a reset)" }
+
+/* The part of a type's options check they share. */
+int vhost_user_common_check(const struct vhost_user_common_opts *o, char *err, size_t errlen);
+
+/* A type's create(): vhost_user_dev_create() with a failure logged as the
+ * instance's one line (virtio_create_error). */
+int vhost_user_dev_create_virtio(struct device_ctx *ctx, const struct vhost_user_dev_type *type,
+				 const struct vhost_user_common_opts *o, unsigned queues,
+				 void *priv, struct virtio_device **out);
+
 /* The registry's hooks (struct virtio_device_desc), shared by the types. */
 int vhost_user_dev_start(struct virtio_device *vdev);
 void vhost_user_dev_stop(struct virtio_device *vdev);
@@ -96,5 +123,12 @@ int vhost_user_dev_load(struct virtio_device *vdev, struct json_t *saved, char *
 
 /* query-vhost-user: every vhost-user device of this process. */
 extern const struct device_qmp_command vhost_user_qmp_commands[];
+
+/* The hooks of every vhost-user virtio_device_desc. */
+#define VHOST_USER_DESC_HOOKS                                                  \
+	.io = VIRTIO_IO_OWN, .start = vhost_user_dev_start, .stop = vhost_user_dev_stop, \
+	.destroy = vhost_user_dev_destroy, .pause = vhost_user_dev_pause,      \
+	.resume = vhost_user_dev_resume, .save = vhost_user_dev_save,          \
+	.load = vhost_user_dev_load, .qmp = vhost_user_qmp_commands
 
 #endif

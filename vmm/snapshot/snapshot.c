@@ -731,14 +731,12 @@ static int check_config(const struct snap_state *s, const struct vm_config *cfg,
 	return 0;
 }
 
-/* Guest RAM from DIR/memory, MAP_PRIVATE: nothing is read until the guest
- * touches it, and its writes never reach the file. */
-int snapshot_map_memory(const char *path, const struct snap_state *s, struct guest_mem *gm,
-			char *err, size_t errlen)
+/* DIR/memory, opened and checked to be as large as the state says. */
+static int open_memory_file(const char *path, const struct snap_state *s, char *err,
+			    size_t errlen)
 {
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
-	void *map;
-	int fd = open(path, O_RDONLY | O_CLOEXEC), ret;
 
 	if (fd < 0)
 		return errf(err, errlen, -errno, "snapshot: %s: %s", path, strerror(errno));
@@ -748,6 +746,19 @@ int snapshot_map_memory(const char *path, const struct snap_state *s, struct gue
 			    "(truncated or another snapshot's)", path, (long long)st.st_size,
 			    (unsigned long long)s->memory_size);
 	}
+	return fd;
+}
+
+/* Guest RAM from DIR/memory, MAP_PRIVATE: nothing is read until the guest
+ * touches it, and its writes never reach the file. */
+int snapshot_map_memory(const char *path, const struct snap_state *s, struct guest_mem *gm,
+			char *err, size_t errlen)
+{
+	void *map;
+	int fd = open_memory_file(path, s, err, errlen), ret;
+
+	if (fd < 0)
+		return fd;
 	map = mmap(NULL, s->memory_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
 	ret = map == MAP_FAILED ? -errno : 0;
 	close(fd);
@@ -789,17 +800,10 @@ static bool needs_shared_ram(const struct vm_config *cfg)
 static int copy_memory(const char *path, const struct snap_state *s, uint64_t ram_size,
 		       struct guest_mem *gm, char *err, size_t errlen)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC), ret;
-	struct stat st;
+	int fd = open_memory_file(path, s, err, errlen), ret;
 
 	if (fd < 0)
-		return errf(err, errlen, -errno, "snapshot: %s: %s", path, strerror(errno));
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != s->memory_size) {
-		close(fd);
-		return errf(err, errlen, -EINVAL, "snapshot: %s: %lld bytes, the state says %llu "
-			    "(truncated or another snapshot's)", path, (long long)st.st_size,
-			    (unsigned long long)s->memory_size);
-	}
+		return fd;
 	ret = gm_init(gm, ram_size, false);
 	if (ret) {
 		close(fd);

@@ -21,9 +21,8 @@
 #define VU_BLK_MAX_QUEUES	16
 
 struct vu_blk_opts {
-	char *socket;
+	struct vhost_user_common_opts common;	/* socket=, reconnect= */
 	uint64_t queues;
-	uint64_t reconnect_ms;
 };
 
 static void vu_blk_fill_config(struct vhost_user_dev *d, uint8_t *cfg)
@@ -58,28 +57,15 @@ static const struct vhost_user_dev_type vu_blk_type = {
 };
 
 static const struct dev_option vu_blk_opt_list[] = {
-	{ .name = "socket", .type = DEV_OPT_STRING,
-	  .offset = DEV_OPT_FIELD(struct vu_blk_opts, socket), .required = true,
-	  .help = "the backend's unix socket (it listens, Ember connects)" },
+	VHOST_USER_COMMON_OPTIONS(struct vu_blk_opts),
 	{ .name = "queues", .type = DEV_OPT_UINT,
 	  .offset = DEV_OPT_FIELD(struct vu_blk_opts, queues), .def = "1", .min = 1,
 	  .max = VU_BLK_MAX_QUEUES, .help = "request queues (the backend must serve as many)" },
-	{ .name = "reconnect", .type = DEV_OPT_UINT,
-	  .offset = DEV_OPT_FIELD(struct vu_blk_opts, reconnect_ms), .def = "1000",
-	  .max = 3600000,
-	  .help = "ms between reconnect attempts when the backend goes away (0: never; the "
-		  "device then needs a reset)" },
 };
 
 static int vu_blk_check(void *opts, char *err, size_t errlen)
 {
-	const struct vu_blk_opts *o = opts;
-
-	if (!o->socket || !*o->socket) {
-		snprintf(err, errlen, "socket=PATH is required");
-		return -EINVAL;
-	}
-	return 0;
+	return vhost_user_common_check(&((struct vu_blk_opts *)opts)->common, err, errlen);
 }
 
 static struct dev_option_table vu_blk_options = {
@@ -98,22 +84,9 @@ static struct dev_option_table vu_blk_options = {
 static int vu_blk_create(struct device_ctx *ctx, const void *opts, struct virtio_device **out)
 {
 	const struct vu_blk_opts *o = opts;
-	struct vhost_user_dev_params p = {
-		.socket = o->socket, .queues = (unsigned)o->queues,
-		.reconnect_ms = (unsigned)o->reconnect_ms,
-	};
-	struct vhost_user_dev *d;
-	char err[320] = "";
-	int ret;
 
-	*out = NULL;
-	ret = vhost_user_dev_create(&d, ctx, &vu_blk_type, &p, err, sizeof(err));
-	if (ret) {
-		virtio_create_error("%s", err);
-		return ret;
-	}
-	*out = vhost_user_dev_virtio(d);
-	return 0;
+	return vhost_user_dev_create_virtio(ctx, &vu_blk_type, &o->common, (unsigned)o->queues,
+					    NULL, out);
 }
 
 static struct virtio_device_desc vu_blk_desc = {
@@ -121,15 +94,7 @@ static struct virtio_device_desc vu_blk_desc = {
 	.device_id = VIRTIO_ID_BLOCK,
 	.pci_class = 0x018000,	/* mass storage, other: as virtio-blk */
 	.options = &vu_blk_options,
-	.io = VIRTIO_IO_OWN,
 	.create = vu_blk_create,
-	.start = vhost_user_dev_start,
-	.stop = vhost_user_dev_stop,
-	.destroy = vhost_user_dev_destroy,
-	.pause = vhost_user_dev_pause,
-	.resume = vhost_user_dev_resume,
-	.save = vhost_user_dev_save,
-	.load = vhost_user_dev_load,
-	.qmp = vhost_user_qmp_commands,
+	VHOST_USER_DESC_HOOKS,
 };
 VIRTIO_DEVICE_REGISTER(vu_blk_desc);

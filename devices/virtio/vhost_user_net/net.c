@@ -18,9 +18,8 @@
 #define VU_NET_S_LINK_UP	1
 
 struct vu_net_opts {
-	char *socket;
+	struct vhost_user_common_opts common;	/* socket=, reconnect= */
 	char *mac;
-	uint64_t reconnect_ms;
 	uint8_t mac_addr[ETH_ALEN_];	/* from mac=, or derived from the socket path */
 };
 
@@ -59,28 +58,20 @@ static const struct vhost_user_dev_type vu_net_type = {
 };
 
 static const struct dev_option vu_net_opt_list[] = {
-	{ .name = "socket", .type = DEV_OPT_STRING,
-	  .offset = DEV_OPT_FIELD(struct vu_net_opts, socket), .required = true,
-	  .help = "the backend's unix socket (it listens, Ember connects)" },
+	VHOST_USER_COMMON_OPTIONS(struct vu_net_opts),
 	{ .name = "mac", .type = DEV_OPT_STRING, .offset = DEV_OPT_FIELD(struct vu_net_opts, mac),
 	  .help = "the guest's MAC address (default: derived from the socket path)" },
-	{ .name = "reconnect", .type = DEV_OPT_UINT,
-	  .offset = DEV_OPT_FIELD(struct vu_net_opts, reconnect_ms), .def = "1000",
-	  .max = 3600000,
-	  .help = "ms between reconnect attempts when the backend goes away (0: never; the "
-		  "device then needs a reset)" },
 };
 
 static int vu_net_check(void *opts, char *err, size_t errlen)
 {
 	struct vu_net_opts *o = opts;
+	int ret = vhost_user_common_check(&o->common, err, errlen);
 
-	if (!o->socket || !*o->socket) {
-		snprintf(err, errlen, "socket=PATH is required");
-		return -EINVAL;
-	}
+	if (ret)
+		return ret;
 	if (!o->mac) {
-		net_default_mac(o->socket, o->mac_addr);
+		net_default_mac(o->common.socket, o->mac_addr);
 	} else if (net_parse_mac(o->mac, o->mac_addr)) {
 		snprintf(err, errlen, "mac: '%.32s' is not a MAC address (xx:xx:xx:xx:xx:xx)",
 			 o->mac);
@@ -108,23 +99,9 @@ static struct dev_option_table vu_net_options = {
 static int vu_net_create(struct device_ctx *ctx, const void *opts, struct virtio_device **out)
 {
 	const struct vu_net_opts *o = opts;
-	/* The options live until destroy: the config reads the MAC there. */
-	struct vhost_user_dev_params p = {
-		.socket = o->socket, .queues = 1, .reconnect_ms = (unsigned)o->reconnect_ms,
-		.priv = (void *)o,
-	};
-	struct vhost_user_dev *d;
-	char err[320] = "";
-	int ret;
 
-	*out = NULL;
-	ret = vhost_user_dev_create(&d, ctx, &vu_net_type, &p, err, sizeof(err));
-	if (ret) {
-		virtio_create_error("%s", err);
-		return ret;
-	}
-	*out = vhost_user_dev_virtio(d);
-	return 0;
+	/* The options live until destroy: the config reads the MAC there. */
+	return vhost_user_dev_create_virtio(ctx, &vu_net_type, &o->common, 1, (void *)o, out);
 }
 
 static struct virtio_device_desc vu_net_desc = {
@@ -132,15 +109,7 @@ static struct virtio_device_desc vu_net_desc = {
 	.device_id = VIRTIO_ID_NET,
 	.pci_class = 0x020000,	/* network, Ethernet */
 	.options = &vu_net_options,
-	.io = VIRTIO_IO_OWN,
 	.create = vu_net_create,
-	.start = vhost_user_dev_start,
-	.stop = vhost_user_dev_stop,
-	.destroy = vhost_user_dev_destroy,
-	.pause = vhost_user_dev_pause,
-	.resume = vhost_user_dev_resume,
-	.save = vhost_user_dev_save,
-	.load = vhost_user_dev_load,
-	.qmp = vhost_user_qmp_commands,
+	VHOST_USER_DESC_HOOKS,
 };
 VIRTIO_DEVICE_REGISTER(vu_net_desc);

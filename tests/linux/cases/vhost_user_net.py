@@ -4,17 +4,22 @@
 # and the guest's t_net with ember.vu=1. Runs in suite.py's namespace.
 
 
+def _wait_socket(path, proc, what, timeout=20):
+    """Until a backend process has made its listening socket."""
+    end = time.time() + timeout
+    while not os.path.exists(path):
+        need(proc.poll() is None, "%s exited with %s" % (what, proc.returncode))
+        need(time.time() < end, "%s made no socket in %d s" % (what, timeout))
+        time.sleep(0.05)
+
+
 def _vu_backend_start(ns, tmpd, sock, tap, host_ip, n):
     exe = os.environ.get("EMBER_VU_BACKEND")
     need(exe and os.access(exe, os.X_OK), "EMBER_VU_BACKEND (vu-test-backend) is not set or not built: %r" % exe)
     if os.path.exists(sock):
         os.unlink(sock)
     p = ns.spawn([exe, "--socket", sock, "--tap", tap], open(os.path.join(tmpd, "vu-backend%d.log" % n), "w"))
-    end = time.time() + 20
-    while not os.path.exists(sock):
-        need(p.poll() is None, "vu-test-backend exited with %s" % p.returncode)
-        need(time.time() < end, "vu-test-backend made no socket in 20 s")
-        time.sleep(0.05)
+    _wait_socket(sock, p, "vu-test-backend")
     # The tap lives as long as the backend: address it each time.
     ns.ip("addr", "add", host_ip + "/24", "dev", tap)
     ns.ip("link", "set", tap, "up")
@@ -106,10 +111,8 @@ def test_vhost_user_net_bad(tmpd):
             bes.append(subprocess.Popen([exe, "--socket", sock, "--mode", mode],
                                         stdout=open(os.path.join(tmpd, mode + ".log"), "w"),
                                         stderr=subprocess.STDOUT))
-        end = time.time() + 20
-        while not all(os.path.exists(x) for x in socks):
-            need(time.time() < end, "vu-test-backend made no socket in 20 s")
-            time.sleep(0.05)
+        for sock, p in zip(socks, bes):
+            _wait_socket(sock, p, "vu-test-backend")
         g = Guest(tmpd, "ticker", api=True,
                   extra=["--vhost-user-net", "socket=%s" % socks[0],
                          "--vhost-user-net", "socket=%s,reconnect=500" % socks[1]])
@@ -171,12 +174,7 @@ def test_vhost_user_net_dpdk(tmpd):
             "--", "--forward-mode=io", "--auto-start", "--total-num-mbufs=8192"],
             stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT)
         ns.procs.append(tp)    # testpmd runs until its stdin closes
-        end = time.time() + 120
-        while not os.path.exists(sock):
-            need(tp.poll() is None, "dpdk-testpmd exited with %s: %s" % (
-                tp.returncode, open(log.name, errors="replace").read()[-600:]))
-            need(time.time() < end, "dpdk-testpmd made no vhost socket in 120 s")
-            time.sleep(0.1)
+        _wait_socket(sock, tp, "dpdk-testpmd (see testpmd.log)", 120)
         ns.ip("addr", "add", host_ip + "/24", "dev", "dptap0")
         ns.ip("link", "set", "dptap0", "up")
         cmdline = "ember.ip=%s.2/24 ember.peer=%s ember.mb=%d ember.streams=1" % (subnet, host_ip, mb)
