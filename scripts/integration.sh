@@ -61,10 +61,12 @@ run_shard() { # shard-index -> status; log in $LOGS/shard<i>.log
 	done
 	[ -n "$re" ] || return 0
 	for attempt in 1 2; do
+		# `|| rc=$?`: under set -e a bare failing command would end this
+		# subshell before the retry below could look at its status.
+		rc=0
 		EMBER_NESTED_QUIET=1 scripts/nested-kvm.sh --cpus 1 --memory 3G --timeout "${EMBER_NESTED_TIMEOUT:-3000}" \
 			bash -c "cd $(printf %q "$BUILD") && ctest --output-on-failure -R $(printf %q "^($re)\$")" \
-			>"$LOGS/shard$i.log" 2>&1
-		rc=$?
+			>"$LOGS/shard$i.log" 2>&1 || rc=$?
 		# 125: the L1 itself failed (the harness said why): once more.
 		[ "$rc" = 125 ] && [ "$attempt" = 1 ] && [ -z "${EMBER_NESTED_NO_RETRY:-}" ] || break
 		echo "integration: shard $i: the nested L1 failed; running its tests once more" >&2
